@@ -1,0 +1,297 @@
+//! `hz gym ...`
+
+use crate::RuntimeArgs;
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use hz_gym::check::check;
+use hz_gym::policy::RandomPolicy;
+use hz_gym::{Env, Gym, GymBundle, GymError, ResetOptions, Severity};
+use serde_json::{json, Value};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Subcommand)]
+pub enum GymCmd {
+    /// Validate gyms and run Gymnasium-style checks (determinism, spaces, finite rewards,
+    /// solvable tasks). Exits non-zero with itemised errors on failure.
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Random episodes per gym (each is run twice to test determinism).
+        #[arg(long, default_value_t = 20)]
+        episodes: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        rt: RuntimeArgs,
+    },
+    /// Run one episode and print the trajectory as JSON lines.
+    Run {
+        path: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// JSON-lines file of actions, one per line (`-` for stdin).
+        #[arg(long, conflicts_with = "random")]
+        actions: Option<PathBuf>,
+        /// Play this many random actions (seeded by --seed).
+        #[arg(long)]
+        random: Option<u32>,
+        /// Play the task's reference solution.
+        #[arg(long, conflicts_with_all = ["random", "actions"])]
+        solution: bool,
+        /// Pick the task by id instead of sampling it from the seed.
+        #[arg(long)]
+        task: Option<String>,
+        #[command(flatten)]
+        rt: RuntimeArgs,
+    },
+    /// Play a gym by hand in the terminal.
+    Play {
+        path: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        task: Option<String>,
+        #[command(flatten)]
+        rt: RuntimeArgs,
+    },
+    /// Print the JSON Schema of `*.gym.json`.
+    Schema,
+    /// Print a gym's content id (SHA-256 of its canonical JSON with fixtures).
+    Id { path: PathBuf },
+}
+
+pub fn load(path: &Path) -> Result<Arc<Gym>> {
+    let bundle = GymBundle::load(path).with_context(|| format!("loading {}", path.display()))?;
+    match Gym::new(bundle) {
+        Ok(g) => Ok(g),
+        Err(GymError::Invalid(diags)) => {
+            let mut msg = format!("{} is not a valid gym:", path.display());
+            for d in &diags {
+                msg.push_str(&format!("\n  {d}"));
+            }
+            bail!(msg)
+        }
+        Err(e) => Err(e).with_context(|| format!("loading {}", path.display())),
+    }
+}
+
+pub fn run(cmd: GymCmd) -> Result<bool> {
+    match cmd {
+        GymCmd::Schema => {
+            println!("{}", serde_json::to_string_pretty(&hz_gym::json_schema())?);
+            Ok(true)
+        }
+        GymCmd::Id { path } => {
+            let bundle = GymBundle::load(&path)?;
+            println!("{}", bundle.id()?);
+            Ok(true)
+        }
+        GymCmd::Check { paths, episodes, json: as_json, rt } => {
+            let cfg = rt.config();
+            let mut all_ok = true;
+            for path in &paths {
+                let ok = check_one(path, episodes, as_json, &cfg)?;
+                all_ok &= ok;
+            }
+            Ok(all_ok)
+        }
+        GymCmd::Run { path, seed, actions, random, solution, task, rt } => {
+            let gym = load(&path)?;
+            let mut env = Env::new(gym.clone(), rt.config());
+            let opts = ResetOptions { task_id: task, task_index: None };
+            let (obs, info) = env.reset(seed, &opts)?;
+            let out = std::io::stdout();
+            let mut out = out.lock();
+            writeln!(out, "{}", json!({"event": "reset", "seed": seed, "observation": obs, "info": info}))?;
+            let list: Vec<Value> = if let Some(file) = actions {
+                read_actions(&file)?
+            } else if solution {
+                env.task().map(|t| t.solution.clone()).unwrap_or_default()
+            } else {
+                let n = random.unwrap_or(gym.spec().max_steps);
+                let mut p = RandomPolicy::new(seed);
+                (0..n).map(|_| p.action(&gym.compiled().actions)).collect()
+            };
+            let mut total = 0.0;
+            for (i, a) in list.iter().enumerate() {
+                if env.done() {
+                    eprintln!("episode ended after {i} actions; {} left unused", list.len() - i);
+                    break;
+                }
+                let r = env.step(a)?;
+                total += r.reward;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"event": "step", "action": a, "observation": r.observation, "reward": r.reward,
+                           "terminated": r.terminated, "truncated": r.truncated, "info": r.info})
+                )?;
+            }
+            writeln!(out, "{}", json!({"event": "end", "total_reward": total, "done": env.done()}))?;
+            Ok(true)
+        }
+        GymCmd::Play { path, seed, task, rt } => play(&path, seed, task, &rt),
+    }
+}
+
+fn read_actions(file: &Path) -> Result<Vec<Value>> {
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line).with_context(|| {
+            format!("{} line {}: not a JSON value (quote text actions as JSON strings)", file.display(), i + 1)
+        })?;
+        out.push(v);
+    }
+    Ok(out)
+}
+
+fn check_one(path: &Path, episodes: u64, as_json: bool, cfg: &hz_gym::RuntimeConfig) -> Result<bool> {
+    let bundle = match GymBundle::load(path) {
+        Ok(b) => b,
+        Err(e) => {
+            println!("✗ {}\n  {e}", path.display());
+            return Ok(false);
+        }
+    };
+    let diags = hz_gym::validate(&bundle);
+    let errors: Vec<_> = diags.iter().filter(|d| d.severity == Severity::Error).collect();
+    if !errors.is_empty() {
+        if as_json {
+            println!("{}", json!({"path": path, "ok": false, "diagnostics": diags}));
+        } else {
+            println!("✗ {}: {} error(s)", path.display(), errors.len());
+            for d in &diags {
+                println!("  {d}");
+            }
+        }
+        return Ok(false);
+    }
+    let gym = Gym::new(bundle)?;
+    let report = check(&gym, cfg, episodes);
+    if as_json {
+        println!("{}", json!({"path": path, "ok": report.ok(), "diagnostics": diags, "report": report}));
+        return Ok(report.ok());
+    }
+    let mark = if report.ok() { "✓" } else { "✗" };
+    println!("{mark} {} ({} v{}, id {})", path.display(), report.gym, gym.spec().version, &report.gym_id[..12]);
+    for d in &diags {
+        println!("  {d}");
+    }
+    for c in &report.checks {
+        println!("  {} {}", if c.ok { "ok  " } else { "FAIL" }, c.name);
+        for p in c.problems.iter().take(20) {
+            println!("       - {p}");
+        }
+        if c.problems.len() > 20 {
+            println!("       … and {} more", c.problems.len() - 20);
+        }
+    }
+    let sol = report.solution_return.map_or("n/a".to_string(), |r| format!("{r:.3}"));
+    println!("  mean return: reference solutions {sol}, random policy {:.3}", report.random_return);
+    Ok(report.ok())
+}
+
+fn play(path: &Path, seed: u64, task: Option<String>, rt: &RuntimeArgs) -> Result<bool> {
+    let gym = load(path)?;
+    let mut env = Env::new(gym.clone(), rt.config());
+    let mut seed = seed;
+    let opts = ResetOptions { task_id: task, task_index: None };
+    let help = "Type an action and press Enter:\n  tool_name {\"arg\": ...}   a tool call (arguments as JSON)\n  {...}                    a raw JSON action\n  any other text           a text action\n  :reset  :tools  :help  :quit";
+    let (obs, info) = env.reset(seed, &opts)?;
+    println!(
+        "── {} · task {} · seed {seed}\n{obs}\n",
+        gym.spec().title_or_name(),
+        info["task_id"].as_str().unwrap_or("")
+    );
+    println!("{help}");
+    let stdin = std::io::stdin();
+    let mut total = 0.0;
+    loop {
+        print!("> ");
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim();
+        match line {
+            "" => continue,
+            ":quit" | ":q" => break,
+            ":help" => {
+                println!("{help}");
+                continue;
+            }
+            ":tools" => {
+                for t in gym.compiled().actions.tools() {
+                    println!("  {} {}  {}", t.name, t.parameters, t.description);
+                }
+                continue;
+            }
+            ":reset" => {
+                seed += 1;
+                total = 0.0;
+                let (obs, info) = env.reset(seed, &ResetOptions::default())?;
+                println!("── task {} · seed {seed}\n{obs}\n", info["task_id"].as_str().unwrap_or(""));
+                continue;
+            }
+            _ => {}
+        }
+        let action = parse_play_action(line, gym.compiled().actions.mode());
+        match env.step(&action) {
+            Ok(r) => {
+                total += r.reward;
+                println!("\n{}\n", r.observation);
+                if let Some(items) = r.info["rewards"].as_array() {
+                    for it in items {
+                        let note = it.get("message").and_then(Value::as_str).unwrap_or("");
+                        println!(
+                            "  {:+.3}  {} ({}) {note}",
+                            it["value"].as_f64().unwrap_or(0.0),
+                            it["source"].as_str().unwrap_or(""),
+                            it["kind"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+                println!(
+                    "  reward {:+.3} · total {total:+.3} · terminated {} · truncated {}",
+                    r.reward, r.terminated, r.truncated
+                );
+                if r.terminated || r.truncated {
+                    println!("Episode over. :reset for a new one, :quit to leave.");
+                }
+            }
+            Err(e) => println!("  {e}"),
+        }
+    }
+    Ok(true)
+}
+
+/// `tool {"a": 1}` → tool call; `{...}` → raw JSON; anything else → text.
+fn parse_play_action(line: &str, mode: hz_gym::spec::ActionMode) -> Value {
+    if line.starts_with('{') {
+        if let Ok(v) = serde_json::from_str::<Value>(line) {
+            return v;
+        }
+    }
+    if mode == hz_gym::spec::ActionMode::ToolCall {
+        let (name, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let args = if rest.trim().is_empty() {
+            json!({})
+        } else {
+            serde_json::from_str(rest.trim()).unwrap_or(Value::String(rest.to_string()))
+        };
+        return json!({"name": name, "arguments": args});
+    }
+    Value::String(line.to_string())
+}

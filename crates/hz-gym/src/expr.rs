@@ -1,0 +1,394 @@
+//! CEL expressions and Jinja templates: compiled once per gym, evaluated per node visit.
+//! Neither language can perform I/O or loop without bound, which is why a gym from a
+//! stranger can run without a container.
+
+use cel_interpreter::objects::{Key, Map as CelMap};
+use cel_interpreter::{Context, Program, Value as Cel};
+use regex::Regex;
+use serde_json::{Map, Number, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock};
+
+/// Root names visible to every expression and template.
+pub const ROOT_NAMES: &[&str] = &[
+    "task",
+    "state",
+    "action",
+    "step",
+    "max_steps",
+    "input",
+    "fixtures",
+    "rewards",
+    "reward",
+    "violations",
+    "terminated",
+];
+
+/// Functions added beyond CEL's standard library.
+pub const EXTRA_FUNCTIONS: &[&str] = &["lower", "upper", "trim", "to_number", "approx"];
+
+/// A compiled CEL expression with its source (kept for messages).
+pub struct Expr {
+    pub source: String,
+    program: Program,
+}
+
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Expr({:?})", self.source)
+    }
+}
+
+impl Expr {
+    /// Parse a CEL expression. The error text names the position.
+    pub fn compile(source: &str) -> Result<Self, String> {
+        if source.trim().is_empty() {
+            return Err("empty expression".to_string());
+        }
+        // The CEL parser can recurse deeply on pathological input; bound the length.
+        if source.len() > 8_192 {
+            return Err("expression longer than 8192 bytes".to_string());
+        }
+        let program = std::panic::catch_unwind(|| Program::compile(source))
+            .map_err(|_| "expression could not be parsed".to_string())?
+            .map_err(|e| format!("CEL syntax error: {e}"))?;
+        Ok(Self { source: source.to_string(), program })
+    }
+
+    /// Names this expression reads: root variables and dotted member paths (`state.x`).
+    pub fn references(&self) -> (Vec<String>, Vec<(String, String)>) {
+        let refs = self.program.references();
+        let locals = macro_locals(&self.source);
+        let roots = refs.variables().into_iter().filter(|v| !locals.contains(*v)).map(str::to_string).collect();
+        (roots, member_paths(&self.source))
+    }
+
+    /// Evaluate against a scope.
+    pub fn eval(&self, scope: &Scope) -> Result<Value, String> {
+        let mut ctx = base_context().new_inner_scope();
+        for (k, v) in &scope.vars {
+            ctx.add_variable_from_value(k.clone(), v.clone());
+        }
+        let out = self.program.execute(&ctx).map_err(|e| format!("CEL error in `{}`: {e}", self.source))?;
+        from_cel(&out)
+    }
+
+    /// Evaluate and require a boolean.
+    pub fn eval_bool(&self, scope: &Scope) -> Result<bool, String> {
+        match self.eval(scope)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(format!("`{}` must give a bool, gave {}", self.source, type_name(&other))),
+        }
+    }
+
+    /// Evaluate and require a finite number.
+    pub fn eval_number(&self, scope: &Scope) -> Result<f64, String> {
+        match self.eval(scope)? {
+            Value::Number(n) => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                if f.is_finite() {
+                    Ok(f)
+                } else {
+                    Err(format!("`{}` gave a non-finite number", self.source))
+                }
+            }
+            other => Err(format!("`{}` must give a number, gave {}", self.source, type_name(&other))),
+        }
+    }
+}
+
+/// Variables for one evaluation, converted to CEL once and shared by every expression
+/// evaluated at the same point.
+#[derive(Default, Clone)]
+pub struct Scope {
+    vars: Vec<(String, Cel)>,
+    json: Map<String, Value>,
+}
+
+impl Scope {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn set(&mut self, name: &str, value: &Value) {
+        let cel = to_cel(value);
+        match self.vars.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = cel,
+            None => self.vars.push((name.to_string(), cel)),
+        }
+        self.json.insert(name.to_string(), value.clone());
+    }
+
+    /// The same variables as JSON, for templates.
+    pub fn json(&self) -> &Map<String, Value> {
+        &self.json
+    }
+}
+
+fn base_context() -> &'static Context<'static> {
+    static CTX: OnceLock<Context<'static>> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let mut ctx = Context::default();
+        ctx.add_function("lower", |s: Arc<String>| s.to_lowercase());
+        ctx.add_function("upper", |s: Arc<String>| s.to_uppercase());
+        ctx.add_function("trim", |s: Arc<String>| s.trim().to_string());
+        ctx.add_function("to_number", |v: Cel| -> f64 {
+            match v {
+                Cel::Int(i) => i as f64,
+                Cel::UInt(u) => u as f64,
+                Cel::Float(f) => f,
+                Cel::String(s) => parse_number(&s),
+                _ => f64::NAN,
+            }
+        });
+        ctx.add_function("approx", |a: Cel, b: Cel, tol: Cel| -> bool {
+            match (num(&a), num(&b), num(&tol)) {
+                (Some(a), Some(b), Some(t)) => (a - b).abs() <= t.abs(),
+                _ => false,
+            }
+        });
+        ctx
+    })
+}
+
+/// Lenient number parsing for answers: `"1,234.5"`, `"$12"`, `"45%"`, `" 3 "`.
+pub fn parse_number(s: &str) -> f64 {
+    let cleaned: String = s.trim().chars().filter(|c| !matches!(c, ',' | '$' | '%' | ' ')).collect();
+    cleaned.parse::<f64>().unwrap_or(f64::NAN)
+}
+
+fn num(v: &Cel) -> Option<f64> {
+    match v {
+        Cel::Int(i) => Some(*i as f64),
+        Cel::UInt(u) => Some(*u as f64),
+        Cel::Float(f) if f.is_finite() => Some(*f),
+        _ => None,
+    }
+}
+
+/// JSON → CEL. Integers become `int` (so `task.n == 3` holds), others `double`.
+pub fn to_cel(v: &Value) -> Cel {
+    match v {
+        Value::Null => Cel::Null,
+        Value::Bool(b) => Cel::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Cel::Int(i),
+            None => Cel::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Cel::String(Arc::new(s.clone())),
+        Value::Array(a) => Cel::List(Arc::new(a.iter().map(to_cel).collect())),
+        Value::Object(o) => {
+            let map: HashMap<Key, Cel> = o.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v))).collect();
+            Cel::Map(CelMap { map: Arc::new(map) })
+        }
+    }
+}
+
+/// CEL → JSON, with map keys sorted so output never depends on hash order.
+pub fn from_cel(v: &Cel) -> Result<Value, String> {
+    Ok(match v {
+        Cel::Null => Value::Null,
+        Cel::Bool(b) => Value::Bool(*b),
+        Cel::Int(i) => Value::Number((*i).into()),
+        Cel::UInt(u) => Value::Number((*u).into()),
+        Cel::Float(f) => match Number::from_f64(*f) {
+            Some(n) => Value::Number(n),
+            None => return Err("expression gave a non-finite number".to_string()),
+        },
+        Cel::String(s) => Value::String(s.to_string()),
+        Cel::Bytes(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+        Cel::List(l) => Value::Array(l.iter().map(from_cel).collect::<Result<_, _>>()?),
+        Cel::Map(m) => {
+            let mut entries: Vec<(String, Value)> = Vec::with_capacity(m.map.len());
+            for (k, v) in m.map.iter() {
+                let key = match k {
+                    Key::String(s) => s.to_string(),
+                    Key::Int(i) => i.to_string(),
+                    Key::Uint(u) => u.to_string(),
+                    Key::Bool(b) => b.to_string(),
+                };
+                entries.push((key, from_cel(v)?));
+            }
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().collect())
+        }
+        Cel::Function(name, _) => return Err(format!("expression gave a function ({name})")),
+    })
+}
+
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "map",
+    }
+}
+
+/// Replace string literals with blanks so that regex scans see only code.
+fn strip_strings(src: &str) -> String {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(r#"(?s)'''.*?'''|""".*?"""|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*""#).expect("static regex")
+    });
+    re.replace_all(src, "''").into_owned()
+}
+
+/// Identifiers bound by comprehension macros: `list.exists(x, ...)`.
+fn macro_locals(src: &str) -> BTreeSet<String> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(r"\b(?:exists|all|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,").expect("static regex")
+    });
+    re.captures_iter(&strip_strings(src)).map(|c| c[1].to_string()).collect()
+}
+
+/// `root.member` pairs for the roots whose members are checked (state, task, input).
+fn member_paths(src: &str) -> Vec<(String, String)> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(r"(?:^|[^A-Za-z0-9_.])(state|task|input)\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)").expect("static regex")
+    });
+    re.captures_iter(&strip_strings(src)).map(|c| (c[1].to_string(), c[2].to_string())).collect()
+}
+
+// ---------------------------------------------------------------- templates
+
+/// A Jinja environment holding every template of one gym, compiled once.
+pub struct Templates {
+    env: minijinja::Environment<'static>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    pub fn new() -> Self {
+        let mut env = minijinja::Environment::new();
+        // Missing names render empty in the agent's view rather than failing a step; the
+        // validator reports unknown names before a gym ever runs.
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+        env.set_fuel(Some(200_000));
+        env.set_recursion_limit(64);
+        env.set_keep_trailing_newline(false);
+        Self { env }
+    }
+
+    /// Compile a template under a key (e.g. `node-id/field`).
+    pub fn add(&mut self, key: &str, source: &str) -> Result<(), String> {
+        self.env
+            .add_template_owned(key.to_string(), source.to_string())
+            .map_err(|e| format!("Jinja syntax error: {}", describe_jinja(&e)))
+    }
+
+    /// Names a compiled template reads (`state.x`, `task`, ...).
+    pub fn references(&self, key: &str) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+        let tmpl = self.env.get_template(key).map_err(|e| e.to_string())?;
+        let mut roots = BTreeSet::new();
+        let mut members = Vec::new();
+        for name in tmpl.undeclared_variables(true) {
+            let mut parts = name.splitn(3, '.');
+            let root = parts.next().unwrap_or_default().to_string();
+            if let Some(member) = parts.next() {
+                if matches!(root.as_str(), "state" | "task" | "input") {
+                    members.push((root.clone(), member.to_string()));
+                }
+            }
+            roots.insert(root);
+        }
+        Ok((roots.into_iter().collect(), members))
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.env.get_template(key).is_ok()
+    }
+
+    pub fn render(&self, key: &str, scope: &Map<String, Value>) -> Result<String, String> {
+        let tmpl = self.env.get_template(key).map_err(|e| e.to_string())?;
+        tmpl.render(scope).map_err(|e| format!("template error: {}", describe_jinja(&e)))
+    }
+}
+
+fn describe_jinja(e: &minijinja::Error) -> String {
+    match e.line() {
+        Some(line) => format!("{} (line {line})", e.detail().unwrap_or(&e.kind().to_string())),
+        None => e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scope(pairs: &[(&str, Value)]) -> Scope {
+        let mut s = Scope::new();
+        for (k, v) in pairs {
+            s.set(k, v);
+        }
+        s
+    }
+
+    #[test]
+    fn json_ints_compare_with_cel_ints() {
+        let s = scope(&[("task", json!({"n": 3, "x": 2.5}))]);
+        assert_eq!(Expr::compile("task.n == 3").unwrap().eval(&s).unwrap(), json!(true));
+        assert_eq!(Expr::compile("task.x * 2.0").unwrap().eval_number(&s).unwrap(), 5.0);
+    }
+
+    #[test]
+    fn extra_functions() {
+        let s = scope(&[("a", json!(" West "))]);
+        let e = |src: &str| Expr::compile(src).unwrap().eval(&s).unwrap();
+        assert_eq!(e("lower(trim(a)) == 'west'"), json!(true));
+        assert_eq!(e("approx(to_number('1,234.5'), 1234.5, 0.01)"), json!(true));
+        assert_eq!(e("approx(to_number('abc'), 1.0, 100.0)"), json!(false));
+        assert_eq!(e("upper('x')"), json!("X"));
+    }
+
+    #[test]
+    fn references_skip_macro_locals_and_strings() {
+        let e = Expr::compile("state.items.exists(x, x == 'state.fake') && input.value.ok").unwrap();
+        let (roots, members) = e.references();
+        assert!(roots.contains(&"state".to_string()));
+        assert!(!roots.contains(&"x".to_string()));
+        assert_eq!(members, vec![("state".into(), "items".into()), ("input".into(), "value".into())]);
+    }
+
+    #[test]
+    fn maps_come_back_sorted() {
+        let s = scope(&[]);
+        let v = Expr::compile("{'b': 1, 'a': 2, 'c': 3}").unwrap().eval(&s).unwrap();
+        assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"a":2,"b":1,"c":3}"#);
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_not_panicked() {
+        assert!(Expr::compile("1 +").is_err());
+        assert!(Expr::compile("").is_err());
+        assert!(Expr::compile(&"(".repeat(10_000)).is_err());
+    }
+
+    #[test]
+    fn templates_render_and_report_names() {
+        let mut t = Templates::new();
+        t.add("a", "Q: {{ task.question }} ({{ state.tries }})").unwrap();
+        let (roots, members) = t.references("a").unwrap();
+        assert_eq!(roots, vec!["state".to_string(), "task".to_string()]);
+        assert!(members.contains(&("task".into(), "question".into())));
+        let out = t.render("a", scope(&[("task", json!({"question": "why"})), ("state", json!({"tries": 2}))]).json());
+        assert_eq!(out.unwrap(), "Q: why (2)");
+        assert!(t.add("b", "{% if %}").is_err());
+    }
+}
