@@ -64,6 +64,14 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HZ_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
+    // The CEL parser panics on some malformed expressions; hz-gym turns that into a syntax
+    // error, so keep its internal message off the terminal.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.location().is_some_and(|l| l.file().contains("antlr4rust")) {
+            default_hook(info);
+        }
+    }));
     let cli = Cli::parse();
     let result: Result<bool> = match cli.command {
         Command::Gym(cmd) => gym::run(cmd),

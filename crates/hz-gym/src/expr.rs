@@ -49,8 +49,9 @@ impl Expr {
         if source.len() > 8_192 {
             return Err("expression longer than 8192 bytes".to_string());
         }
+        // The CEL parser panics on some malformed input instead of returning an error.
         let program = std::panic::catch_unwind(|| Program::compile(source))
-            .map_err(|_| "expression could not be parsed".to_string())?
+            .map_err(|_| "CEL syntax error: the expression could not be parsed".to_string())?
             .map_err(|e| format!("CEL syntax error: {e}"))?;
         Ok(Self { source: source.to_string(), program })
     }
