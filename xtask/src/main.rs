@@ -103,7 +103,9 @@ fn setup(with_fuzz: bool) -> Result<()> {
             !Command::new("dpkg")
                 .args(["-s", p])
                 .output()
-                .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Status: install ok installed"))
+                .map(|o| {
+                    o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Status: install ok installed")
+                })
                 .unwrap_or(false)
         })
         .collect();

@@ -25,6 +25,9 @@ pub const ROOT_NAMES: &[&str] = &[
 ];
 
 /// Functions added beyond CEL's standard library.
+/// Root names and `(root, member)` paths an expression or template reads.
+pub type References = (Vec<String>, Vec<(String, String)>);
+
 pub const EXTRA_FUNCTIONS: &[&str] = &["lower", "upper", "trim", "to_number", "approx"];
 
 /// A compiled CEL expression with its source (kept for messages).
@@ -57,7 +60,7 @@ impl Expr {
     }
 
     /// Names this expression reads: root variables and dotted member paths (`state.x`).
-    pub fn references(&self) -> (Vec<String>, Vec<(String, String)>) {
+    pub fn references(&self) -> References {
         let refs = self.program.references();
         let locals = macro_locals(&self.source);
         let roots = refs.variables().into_iter().filter(|v| !locals.contains(*v)).map(str::to_string).collect();
@@ -294,7 +297,7 @@ impl Templates {
     }
 
     /// Names a compiled template reads (`state.x`, `task`, ...).
-    pub fn references(&self, key: &str) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+    pub fn references(&self, key: &str) -> Result<References, String> {
         let tmpl = self.env.get_template(key).map_err(|e| e.to_string())?;
         let mut roots = BTreeSet::new();
         let mut members = Vec::new();

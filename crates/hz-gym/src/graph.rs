@@ -340,7 +340,8 @@ pub fn compile(bundle: GymBundle) -> Result<CompiledGym, Vec<Diagnostic>> {
 
     // ---------------------------------------------------------------- fields
     let mut templates = Templates::new();
-    let mut compiled: Vec<(BTreeMap<String, Expr>, Vec<regex::Regex>, Option<serde_json_path::JsonPath>)> = Vec::new();
+    type NodeParts = (BTreeMap<String, Expr>, Vec<regex::Regex>, Option<serde_json_path::JsonPath>);
+    let mut compiled: Vec<NodeParts> = Vec::new();
     for (i, n) in spec.nodes.iter().enumerate() {
         let input_ports: BTreeSet<String> = port_table[i].0.iter().map(|p| p.name.clone()).collect();
         let mut ctx = FieldCtx { v: &mut v, node: n, input_ports, task_fields: &task_fields, var_types: &var_types };

@@ -144,7 +144,12 @@ impl NetGuard<'_> {
             }
             let payload = if is_sse {
                 // The JSON-RPC response is the last `data:` event.
-                text.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).last().unwrap_or("").to_string()
+                text.lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim)
+                    .next_back()
+                    .unwrap_or("")
+                    .to_string()
             } else {
                 text
             };

@@ -46,7 +46,7 @@ pub struct RandomPolicy {
 
 impl RandomPolicy {
     pub fn new(seed: u64) -> Self {
-        Self { rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0F_A6E7), invalid_share: 0.15 }
+        Self { rng: ChaCha8Rng::seed_from_u64(seed ^ 0x005E_ED0F_A6E7), invalid_share: 0.15 }
     }
 
     pub fn action(&mut self, parser: &ActionParser) -> Value {

@@ -54,7 +54,13 @@ fn constraint_violation_penalises_and_terminates() {
 fn malformed_actions_are_observations_not_crashes() {
     let mut env = env();
     env.reset(0, &ResetOptions::default()).unwrap();
-    for bad in [json!("{not json"), json!({"name": "fly"}), json!({"name": "add", "arguments": {"n": -4}}), json!(null), json!([1, 2])] {
+    for bad in [
+        json!("{not json"),
+        json!({"name": "fly"}),
+        json!({"name": "add", "arguments": {"n": -4}}),
+        json!(null),
+        json!([1, 2]),
+    ] {
         let r = env.step(&bad).unwrap();
         assert!(r.observation.starts_with("Invalid action:"), "{bad}: {}", r.observation);
         assert_eq!(r.reward, -0.5);

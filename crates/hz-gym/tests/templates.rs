@@ -33,10 +33,12 @@ fn good_policy_beats_random_on_every_template() {
         let gym = Gym::load(&p).unwrap();
         let cfg = Default::default();
         let n = gym.spec().tasks.len();
-        let good: f64 = (0..n).map(|i| solution_episode(&gym, &cfg, i, i as u64).unwrap().total_reward).sum::<f64>() / n as f64;
+        let good: f64 =
+            (0..n).map(|i| solution_episode(&gym, &cfg, i, i as u64).unwrap().total_reward).sum::<f64>() / n as f64;
         let episodes = 60;
         let random: f64 =
-            (0..episodes).map(|s| random_episode(&gym, &cfg, 1000 + s).unwrap().total_reward).sum::<f64>() / episodes as f64;
+            (0..episodes).map(|s| random_episode(&gym, &cfg, 1000 + s).unwrap().total_reward).sum::<f64>()
+                / episodes as f64;
         println!("{}: good {good:.3}, random {random:.3}", gym.spec().name);
         assert!(good - random >= 0.5, "{}: good {good:.3} is not clearly above random {random:.3}", p.display());
         assert!(good > 0.5, "{}: good policy mean {good:.3}", p.display());

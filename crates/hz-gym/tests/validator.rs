@@ -34,7 +34,8 @@ fn many_problems_are_reported_together() {
     // Wire to a port that does not exist.
     edges.push(json!({"from": {"node": "inc", "port": "nope"}, "to": {"node": "out", "port": "in"}}));
     let errs = errors(g);
-    let has = |node: &str, needle: &str| errs.iter().any(|e| e.contains(&format!("node `{node}`")) && e.contains(needle));
+    let has =
+        |node: &str, needle: &str| errs.iter().any(|e| e.contains(&format!("node `{node}`")) && e.contains(needle));
     assert!(has("inc", "state.totl"), "{errs:#?}");
     assert!(has("obs0", "task.goal"), "{errs:#?}");
     assert!(has("cap", "CEL syntax error"), "{errs:#?}");
@@ -97,9 +98,20 @@ mod props {
 
     /// Paths into the counter gym to overwrite with arbitrary JSON.
     const PATHS: &[&str] = &[
-        "/nodes/4/cases", "/nodes/5/expr", "/nodes/3/observation", "/edges/0/from", "/edges/2", "/tasks/0",
-        "/variables/0/initial", "/nodes/2/tools/0/parameters", "/max_steps", "/nodes/6", "/limits", "/fixtures",
-        "/nodes/1/kind", "/tasks/1/solution",
+        "/nodes/4/cases",
+        "/nodes/5/expr",
+        "/nodes/3/observation",
+        "/edges/0/from",
+        "/edges/2",
+        "/tasks/0",
+        "/variables/0/initial",
+        "/nodes/2/tools/0/parameters",
+        "/max_steps",
+        "/nodes/6",
+        "/limits",
+        "/fixtures",
+        "/nodes/1/kind",
+        "/tasks/1/solution",
     ];
 
     proptest! {
