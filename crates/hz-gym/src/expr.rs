@@ -5,8 +5,8 @@
 use cel_interpreter::objects::{Key, Map as CelMap};
 use cel_interpreter::{Context, Program, Value as Cel};
 use regex::Regex;
-use serde_json::{Map, Number, Value};
-use std::collections::{BTreeSet, HashMap};
+use serde_json::{Number, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
 
 /// Root names visible to every expression and template.
@@ -70,7 +70,7 @@ impl Expr {
     /// Evaluate against a scope.
     pub fn eval(&self, scope: &Scope) -> Result<Value, String> {
         let mut ctx = base_context().new_inner_scope();
-        for (k, v) in &scope.vars {
+        for (k, v, _) in &scope.vars {
             ctx.add_variable_from_value(k.clone(), v.clone());
         }
         let out = self.program.execute(&ctx).map_err(|e| format!("CEL error in `{}`: {e}", self.source))?;
@@ -101,12 +101,12 @@ impl Expr {
     }
 }
 
-/// Variables for one evaluation, converted to CEL once and shared by every expression
-/// evaluated at the same point.
+/// Variables for one evaluation: each held both as CEL (for expressions) and as shared
+/// JSON (for templates). Large values that do not change during an episode (fixtures, the
+/// task) are converted once and shared, so building a scope per node stays cheap.
 #[derive(Default, Clone)]
 pub struct Scope {
-    vars: Vec<(String, Cel)>,
-    json: Map<String, Value>,
+    vars: Vec<(String, Cel, Arc<Value>)>,
 }
 
 impl Scope {
@@ -114,18 +114,29 @@ impl Scope {
         Self::default()
     }
 
+    /// Bind a name to a JSON value (converted to CEL here).
     pub fn set(&mut self, name: &str, value: &Value) {
-        let cel = to_cel(value);
-        match self.vars.iter_mut().find(|(k, _)| k == name) {
-            Some(slot) => slot.1 = cel,
-            None => self.vars.push((name.to_string(), cel)),
-        }
-        self.json.insert(name.to_string(), value.clone());
+        self.set_shared(name, Arc::new(value.clone()), to_cel(value));
     }
 
-    /// The same variables as JSON, for templates.
-    pub fn json(&self) -> &Map<String, Value> {
-        &self.json
+    /// Bind a name to a value converted ahead of time.
+    pub fn set_shared(&mut self, name: &str, json: Arc<Value>, cel: Cel) {
+        match self.vars.iter_mut().find(|(k, _, _)| k == name) {
+            Some(slot) => {
+                slot.1 = cel;
+                slot.2 = json;
+            }
+            None => self.vars.push((name.to_string(), cel, json)),
+        }
+    }
+
+    /// The JSON of the named roots only (what a template reads).
+    fn json_of(&self, roots: &[String]) -> BTreeMap<&str, &Value> {
+        self.vars
+            .iter()
+            .filter(|(k, _, _)| roots.iter().any(|r| r == k))
+            .map(|(k, _, v)| (k.as_str(), v.as_ref()))
+            .collect()
     }
 }
 
@@ -263,6 +274,8 @@ fn member_paths(src: &str) -> Vec<(String, String)> {
 /// A Jinja environment holding every template of one gym, compiled once.
 pub struct Templates {
     env: minijinja::Environment<'static>,
+    /// Root names each template reads: only those are handed to the renderer.
+    roots: HashMap<String, Vec<String>>,
 }
 
 impl std::fmt::Debug for Templates {
@@ -286,14 +299,17 @@ impl Templates {
         env.set_fuel(Some(200_000));
         env.set_recursion_limit(64);
         env.set_keep_trailing_newline(false);
-        Self { env }
+        Self { env, roots: HashMap::new() }
     }
 
     /// Compile a template under a key (e.g. `node-id/field`).
     pub fn add(&mut self, key: &str, source: &str) -> Result<(), String> {
         self.env
             .add_template_owned(key.to_string(), source.to_string())
-            .map_err(|e| format!("Jinja syntax error: {}", describe_jinja(&e)))
+            .map_err(|e| format!("Jinja syntax error: {}", describe_jinja(&e)))?;
+        let (roots, _) = self.references(key)?;
+        self.roots.insert(key.to_string(), roots);
+        Ok(())
     }
 
     /// Names a compiled template reads (`state.x`, `task`, ...).
@@ -318,9 +334,10 @@ impl Templates {
         self.env.get_template(key).is_ok()
     }
 
-    pub fn render(&self, key: &str, scope: &Map<String, Value>) -> Result<String, String> {
+    pub fn render(&self, key: &str, scope: &Scope) -> Result<String, String> {
         let tmpl = self.env.get_template(key).map_err(|e| e.to_string())?;
-        tmpl.render(scope).map_err(|e| format!("template error: {}", describe_jinja(&e)))
+        let roots = self.roots.get(key).map(Vec::as_slice).unwrap_or_default();
+        tmpl.render(scope.json_of(roots)).map_err(|e| format!("template error: {}", describe_jinja(&e)))
     }
 }
 
@@ -391,7 +408,7 @@ mod tests {
         let (roots, members) = t.references("a").unwrap();
         assert_eq!(roots, vec!["state".to_string(), "task".to_string()]);
         assert!(members.contains(&("task".into(), "question".into())));
-        let out = t.render("a", scope(&[("task", json!({"question": "why"})), ("state", json!({"tries": 2}))]).json());
+        let out = t.render("a", &scope(&[("task", json!({"question": "why"})), ("state", json!({"tries": 2}))]));
         assert_eq!(out.unwrap(), "Q: why (2)");
         assert!(t.add("b", "{% if %}").is_err());
     }

@@ -470,7 +470,7 @@ pub fn compile(bundle: GymBundle) -> Result<CompiledGym, Vec<Diagnostic>> {
                     expr(&mut ctx, "when", w);
                 }
             }
-            NodeKind::ReturnReset { observation } => {
+            NodeKind::ReturnReset { observation } | NodeKind::ReturnStep { observation, .. } => {
                 if observation.is_empty() && !data_in[i].contains_key("observation") {
                     ctx.v.err(
                         Some(&n.id),
@@ -479,17 +479,7 @@ pub fn compile(bundle: GymBundle) -> Result<CompiledGym, Vec<Diagnostic>> {
                     );
                 }
                 ctx.template(&mut templates, "observation", observation, &[]);
-            }
-            NodeKind::ReturnStep { observation, terminated } => {
-                if observation.is_empty() && !data_in[i].contains_key("observation") {
-                    ctx.v.err(
-                        Some(&n.id),
-                        "observation",
-                        "give an `observation` template or wire the `observation` input",
-                    );
-                }
-                ctx.template(&mut templates, "observation", observation, &[]);
-                if let Some(t) = terminated {
+                if let NodeKind::ReturnStep { terminated: Some(t), .. } = &n.kind {
                     expr(&mut ctx, "terminated", t);
                 }
             }

@@ -26,8 +26,9 @@ pub struct Gym {
     compiled: CompiledGym,
     id: ContentId,
     seeds: HashMap<String, Seed>,
-    /// `text` and `json` fixtures as visible to expressions.
-    fixtures_scope: Value,
+    /// `text` and `json` fixtures as visible to expressions, converted once.
+    fixtures_json: Arc<Value>,
+    fixtures_cel: cel_interpreter::Value,
 }
 
 impl std::fmt::Debug for Gym {
@@ -57,7 +58,9 @@ impl Gym {
                 FixtureKind::Files => {}
             }
         }
-        Ok(Arc::new(Self { compiled, id, seeds, fixtures_scope: Value::Object(fx_scope) }))
+        let fixtures_json = Value::Object(fx_scope);
+        let fixtures_cel = crate::expr::to_cel(&fixtures_json);
+        Ok(Arc::new(Self { compiled, id, seeds, fixtures_json: Arc::new(fixtures_json), fixtures_cel }))
     }
 
     /// Load from a `*.gym.json` path.
@@ -126,7 +129,8 @@ pub struct RewardItem {
 
 struct Episode {
     task: TaskInstance,
-    task_json: Value,
+    task_json: Arc<Value>,
+    task_cel: cel_interpreter::Value,
     state: Map<String, Value>,
     step: u32,
     done: bool,
@@ -185,9 +189,11 @@ impl Env {
             task_json.insert(k.clone(), v.clone());
         }
         let state = spec.variables.iter().map(|v| (v.name.clone(), v.initial.clone())).collect();
+        let task_json = Value::Object(task_json);
         self.episode = Some(Episode {
             task,
-            task_json: Value::Object(task_json),
+            task_cel: crate::expr::to_cel(&task_json),
+            task_json: Arc::new(task_json),
             state,
             step: 0,
             done: false,
@@ -356,13 +362,16 @@ impl Env {
     fn scope(&self, gym: &Gym, inputs: Map<String, Value>, w: &Walk) -> Scope {
         let ep = self.episode.as_ref();
         let mut s = Scope::new();
-        s.set("task", ep.map_or(&Value::Null, |e| &e.task_json));
+        match ep {
+            Some(e) => s.set_shared("task", e.task_json.clone(), e.task_cel.clone()),
+            None => s.set("task", &Value::Null),
+        }
         s.set("state", &ep.map_or(Value::Null, |e| Value::Object(e.state.clone())));
         s.set("action", &w.action);
         s.set("step", &json!(ep.map_or(0, |e| e.step)));
         s.set("max_steps", &json!(gym.spec().max_steps));
         s.set("input", &Value::Object(inputs));
-        s.set("fixtures", &gym.fixtures_scope);
+        s.set_shared("fixtures", gym.fixtures_json.clone(), gym.fixtures_cel.clone());
         s.set("rewards", &serde_json::to_value(&w.rewards).unwrap_or(Value::Null));
         s.set("reward", &json!(w.rewards.iter().map(|r| r.value).sum::<f64>()));
         s.set("violations", &json!(w.violations));
@@ -371,7 +380,7 @@ impl Env {
     }
 
     fn render(gym: &Gym, node: &NodeRt, field: &str, scope: &Scope) -> Result<String, String> {
-        gym.compiled.templates.render(&node.tkey(field), scope.json())
+        gym.compiled.templates.render(&node.tkey(field), scope)
     }
 
     fn eval_pure(&mut self, gym: &Gym, idx: usize, w: &mut Walk) -> Result<BTreeMap<String, Value>, String> {
@@ -487,7 +496,7 @@ impl Env {
                         let mut s = scope.clone();
                         s.set("match", &Value::Array(groups));
                         let key = node.tkey(&format!("scripts[{}].output", output_index(scripts, script)));
-                        let stdout = gym.compiled.templates.render(&key, s.json())?;
+                        let stdout = gym.compiled.templates.render(&key, &s)?;
                         output = Some(CmdOutput { stdout, exit_code: script.exit_code });
                         break;
                     }
@@ -614,7 +623,7 @@ impl Env {
                         None => w.action.get("text").and_then(Value::as_str).unwrap_or_default().to_string(),
                     };
                     let rubric = Self::render(gym, node, "rubric", &scope)?;
-                    let task = self.episode.as_ref().map(|e| e.task_json.clone()).unwrap_or(Value::Null);
+                    let task = self.episode.as_ref().map(|e| e.task_json.as_ref().clone()).unwrap_or(Value::Null);
                     let mut item = RewardItem {
                         source: node.id.clone(),
                         kind: "overseer".into(),
