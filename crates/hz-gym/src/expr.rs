@@ -24,6 +24,9 @@ pub const ROOT_NAMES: &[&str] = &[
     "terminated",
 ];
 
+/// Deepest bracket nesting accepted in an expression.
+const MAX_NESTING: i32 = 48;
+
 /// Functions added beyond CEL's standard library.
 /// Root names and `(root, member)` paths an expression or template reads.
 pub type References = (Vec<String>, Vec<(String, String)>);
@@ -51,6 +54,19 @@ impl Expr {
         // The CEL parser can recurse deeply on pathological input; bound the length.
         if source.len() > 8_192 {
             return Err("expression longer than 8192 bytes".to_string());
+        }
+        // The CEL parser recurses per nesting level: bound the depth before it can overflow
+        // the stack (a crash no error handling can catch).
+        let mut depth = 0i32;
+        for c in strip_strings(source).chars() {
+            match c {
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => depth -= 1,
+                _ => {}
+            }
+            if depth > MAX_NESTING {
+                return Err(format!("expression nests deeper than {MAX_NESTING} levels"));
+            }
         }
         // The CEL parser panics on some malformed input instead of returning an error.
         let program = std::panic::catch_unwind(|| Program::compile(source))
@@ -399,6 +415,10 @@ mod tests {
         assert!(Expr::compile("1 +").is_err());
         assert!(Expr::compile("").is_err());
         assert!(Expr::compile(&"(".repeat(10_000)).is_err());
+        let deep = format!("{}1{}", "(".repeat(2_000), ")".repeat(2_000));
+        assert!(Expr::compile(&deep).unwrap_err().contains("nests deeper"));
+        let ok = format!("{}1{}", "[".repeat(20), "]".repeat(20));
+        assert!(Expr::compile(&ok).is_ok());
     }
 
     #[test]

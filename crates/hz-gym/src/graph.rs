@@ -439,6 +439,9 @@ pub fn compile(bundle: GymBundle) -> Result<CompiledGym, Vec<Diagnostic>> {
                     ctx.v.warn(Some(&n.id), "cases", "a switch without cases always takes `default`");
                 }
             }
+            NodeKind::Extract { path: p } if p.len() > 1024 => {
+                ctx.v.err(Some(&n.id), "path", "JSONPath longer than 1024 bytes")
+            }
             NodeKind::Extract { path: p } => match serde_json_path::JsonPath::parse(p) {
                 Ok(jp) => path = Some(jp),
                 Err(e) => ctx.v.err(Some(&n.id), "path", format!("bad JSONPath: {e}")),
