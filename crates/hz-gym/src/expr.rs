@@ -86,8 +86,8 @@ impl Expr {
     /// Evaluate against a scope.
     pub fn eval(&self, scope: &Scope) -> Result<Value, String> {
         let mut ctx = base_context().new_inner_scope();
-        for (k, v, _) in &scope.vars {
-            ctx.add_variable_from_value(k.clone(), v.clone());
+        for (k, b) in &scope.vars {
+            ctx.add_variable_from_value(k.clone(), b.cel());
         }
         let out = self.program.execute(&ctx).map_err(|e| format!("CEL error in `{}`: {e}", self.source))?;
         from_cel(&out)
@@ -117,12 +117,62 @@ impl Expr {
     }
 }
 
-/// Variables for one evaluation: each held both as CEL (for expressions) and as shared
-/// JSON (for templates). Large values that do not change during an episode (fixtures, the
-/// task) are converted once and shared, so building a scope per node stays cheap.
+/// A JSON value shared between nodes, with its CEL form made on first use. Node outputs
+/// and per-episode values (task, fixtures, state) are converted at most once.
+#[derive(Debug)]
+pub struct Shared {
+    json: Value,
+    cel: OnceLock<Cel>,
+}
+
+impl Shared {
+    pub fn new(json: Value) -> Arc<Self> {
+        Arc::new(Self { json, cel: OnceLock::new() })
+    }
+
+    pub fn json(&self) -> &Value {
+        &self.json
+    }
+
+    pub fn cel(&self) -> Cel {
+        self.cel.get_or_init(|| to_cel(&self.json)).clone()
+    }
+}
+
+/// What a name is bound to in a scope.
+#[derive(Clone)]
+enum Bound {
+    One(Arc<Shared>),
+    /// A map of shared values (a node's inputs), never deep-copied.
+    Map(Vec<(String, Arc<Shared>)>),
+}
+
+impl Bound {
+    fn cel(&self) -> Cel {
+        match self {
+            Bound::One(s) => s.cel(),
+            Bound::Map(entries) => {
+                let map: HashMap<Key, Cel> =
+                    entries.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), v.cel())).collect();
+                Cel::Map(CelMap { map: Arc::new(map) })
+            }
+        }
+    }
+}
+
+impl serde::Serialize for Bound {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Bound::One(s) => s.json.serialize(ser),
+            Bound::Map(entries) => ser.collect_map(entries.iter().map(|(k, v)| (k, &v.json))),
+        }
+    }
+}
+
+/// The names visible to one evaluation.
 #[derive(Default, Clone)]
 pub struct Scope {
-    vars: Vec<(String, Cel, Arc<Value>)>,
+    vars: Vec<(String, Bound)>,
 }
 
 impl Scope {
@@ -130,29 +180,31 @@ impl Scope {
         Self::default()
     }
 
-    /// Bind a name to a JSON value (converted to CEL here).
-    pub fn set(&mut self, name: &str, value: &Value) {
-        self.set_shared(name, Arc::new(value.clone()), to_cel(value));
-    }
-
-    /// Bind a name to a value converted ahead of time.
-    pub fn set_shared(&mut self, name: &str, json: Arc<Value>, cel: Cel) {
-        match self.vars.iter_mut().find(|(k, _, _)| k == name) {
-            Some(slot) => {
-                slot.1 = cel;
-                slot.2 = json;
-            }
-            None => self.vars.push((name.to_string(), cel, json)),
+    fn bind(&mut self, name: &str, b: Bound) {
+        match self.vars.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = b,
+            None => self.vars.push((name.to_string(), b)),
         }
     }
 
-    /// The JSON of the named roots only (what a template reads).
-    fn json_of(&self, roots: &[String]) -> BTreeMap<&str, &Value> {
-        self.vars
-            .iter()
-            .filter(|(k, _, _)| roots.iter().any(|r| r == k))
-            .map(|(k, _, v)| (k.as_str(), v.as_ref()))
-            .collect()
+    /// Bind a name to a JSON value.
+    pub fn set(&mut self, name: &str, value: &Value) {
+        self.bind(name, Bound::One(Shared::new(value.clone())));
+    }
+
+    /// Bind a name to a shared value.
+    pub fn set_shared(&mut self, name: &str, value: Arc<Shared>) {
+        self.bind(name, Bound::One(value));
+    }
+
+    /// Bind a name to a map of shared values.
+    pub fn set_map(&mut self, name: &str, entries: Vec<(String, Arc<Shared>)>) {
+        self.bind(name, Bound::Map(entries));
+    }
+
+    /// The named roots only (what a template reads), ready to serialize.
+    fn json_of(&self, roots: &[String]) -> BTreeMap<&str, &Bound> {
+        self.vars.iter().filter(|(k, _)| roots.iter().any(|r| r == k)).map(|(k, b)| (k.as_str(), b)).collect()
     }
 }
 
@@ -344,6 +396,16 @@ impl Templates {
             roots.insert(root);
         }
         Ok((roots.into_iter().collect(), members))
+    }
+
+    /// Keys of every compiled template.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.roots.keys().map(String::as_str)
+    }
+
+    /// Root names a compiled template reads.
+    pub fn roots_of(&self, key: &str) -> &[String] {
+        self.roots.get(key).map(Vec::as_slice).unwrap_or_default()
     }
 
     pub fn has(&self, key: &str) -> bool {

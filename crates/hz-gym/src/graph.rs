@@ -58,6 +58,8 @@ pub struct NodeRt {
     pub scripts: Vec<regex::Regex>,
     /// Compiled JSONPath of an extract node.
     pub path: Option<serde_json_path::JsonPath>,
+    /// Root names its expressions and templates read: only these are bound when it runs.
+    pub roots: BTreeSet<String>,
 }
 
 impl NodeRt {
@@ -532,6 +534,7 @@ pub fn compile(bundle: GymBundle) -> Result<CompiledGym, Vec<Diagnostic>> {
         .zip(compiled)
         .zip(data_in.into_iter().zip(flow_out))
         .map(|((n, (exprs, scripts, path)), (din, fout))| NodeRt {
+            roots: node_roots(&n.id, &exprs, &templates),
             id: n.id.clone(),
             kind: n.kind.clone(),
             role: role(&n.kind),
@@ -543,6 +546,17 @@ pub fn compile(bundle: GymBundle) -> Result<CompiledGym, Vec<Diagnostic>> {
         })
         .collect();
     Ok(CompiledGym { bundle, nodes, templates, actions, on_reset, on_step, warnings })
+}
+
+fn node_roots(id: &str, exprs: &BTreeMap<String, Expr>, templates: &Templates) -> BTreeSet<String> {
+    let mut roots: BTreeSet<String> = exprs.values().flat_map(|e| e.references().0).collect();
+    let prefix = format!("{id}/");
+    for key in templates.keys() {
+        if key.starts_with(&prefix) {
+            roots.extend(templates.roots_of(key).iter().cloned());
+        }
+    }
+    roots
 }
 
 fn list(names: &[&str]) -> String {

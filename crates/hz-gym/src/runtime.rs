@@ -3,7 +3,7 @@
 
 use crate::action::ParsedAction;
 use crate::bundle::GymBundle;
-use crate::expr::Scope;
+use crate::expr::{Scope, Shared};
 use crate::graph::{compile, CompiledGym, NodeRt};
 use crate::net::NetGuard;
 use crate::overseer::{JudgeRequest, RewardProvider};
@@ -27,8 +27,7 @@ pub struct Gym {
     id: ContentId,
     seeds: HashMap<String, Seed>,
     /// `text` and `json` fixtures as visible to expressions, converted once.
-    fixtures_json: Arc<Value>,
-    fixtures_cel: cel_interpreter::Value,
+    fixtures: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Gym {
@@ -58,9 +57,7 @@ impl Gym {
                 FixtureKind::Files => {}
             }
         }
-        let fixtures_json = Value::Object(fx_scope);
-        let fixtures_cel = crate::expr::to_cel(&fixtures_json);
-        Ok(Arc::new(Self { compiled, id, seeds, fixtures_json: Arc::new(fixtures_json), fixtures_cel }))
+        Ok(Arc::new(Self { compiled, id, seeds, fixtures: Shared::new(Value::Object(fx_scope)) }))
     }
 
     /// Load from a `*.gym.json` path.
@@ -129,9 +126,10 @@ pub struct RewardItem {
 
 struct Episode {
     task: TaskInstance,
-    task_json: Arc<Value>,
-    task_cel: cel_interpreter::Value,
+    task_json: Arc<Shared>,
     state: Map<String, Value>,
+    /// `state` as shared by scopes; rebuilt after a `set_state`.
+    state_shared: Option<Arc<Shared>>,
     step: u32,
     done: bool,
     rng_seed: u64,
@@ -148,7 +146,7 @@ pub struct Env {
 
 /// Mutable state of one walk.
 struct Walk {
-    outputs: HashMap<usize, BTreeMap<String, Value>>,
+    outputs: HashMap<usize, BTreeMap<String, Arc<Shared>>>,
     rewards: Vec<RewardItem>,
     violations: Vec<String>,
     terminated: bool,
@@ -189,12 +187,11 @@ impl Env {
             task_json.insert(k.clone(), v.clone());
         }
         let state = spec.variables.iter().map(|v| (v.name.clone(), v.initial.clone())).collect();
-        let task_json = Value::Object(task_json);
         self.episode = Some(Episode {
             task,
-            task_cel: crate::expr::to_cel(&task_json),
-            task_json: Arc::new(task_json),
+            task_json: Shared::new(Value::Object(task_json)),
             state,
+            state_shared: None,
             step: 0,
             done: false,
             rng_seed: rng.random(),
@@ -301,7 +298,7 @@ impl Env {
             evals: 0,
             action: action.clone(),
         };
-        w.outputs.insert(start, BTreeMap::from([("action".to_string(), action)]));
+        w.outputs.insert(start, BTreeMap::from([("action".to_string(), Shared::new(action))]));
         let max = gym.spec().limits.max_node_evals;
         let mut cur = *nodes[start].flow_out.get("out").ok_or_else(|| GymError::Eval {
             node: nodes[start].id.clone(),
@@ -331,17 +328,17 @@ impl Env {
     }
 
     /// Values of a node's wired data inputs.
-    fn inputs(&mut self, gym: &Gym, idx: usize, w: &mut Walk) -> Result<Map<String, Value>, String> {
+    fn inputs(&mut self, gym: &Gym, idx: usize, w: &mut Walk) -> Result<Inputs, String> {
         let node = &gym.compiled.nodes[idx];
-        let mut out = Map::new();
+        let mut out = Vec::with_capacity(node.data_in.len());
         for (port, (src, src_port)) in &node.data_in {
             let v = self.output_of(gym, *src, src_port, w)?;
-            out.insert(port.clone(), v);
+            out.push((port.clone(), v));
         }
-        Ok(out)
+        Ok(Inputs(out))
     }
 
-    fn output_of(&mut self, gym: &Gym, src: usize, port: &str, w: &mut Walk) -> Result<Value, String> {
+    fn output_of(&mut self, gym: &Gym, src: usize, port: &str, w: &mut Walk) -> Result<Arc<Shared>, String> {
         if let Some(v) = w.outputs.get(&src).and_then(|o| o.get(port)) {
             return Ok(v.clone());
         }
@@ -354,28 +351,40 @@ impl Env {
             return Err("node evaluation limit reached".into());
         }
         let outs = self.eval_pure(gym, src, w).map_err(|e| format!("in `{}`: {e}", node.id))?;
-        let v = outs.get(port).cloned().unwrap_or(Value::Null);
+        let outs: BTreeMap<String, Arc<Shared>> = outs.into_iter().map(|(k, v)| (k, Shared::new(v))).collect();
+        let v = outs.get(port).cloned().unwrap_or_else(|| Shared::new(Value::Null));
         w.outputs.insert(src, outs);
         Ok(v)
     }
 
-    fn scope(&self, gym: &Gym, inputs: Map<String, Value>, w: &Walk) -> Scope {
-        let ep = self.episode.as_ref();
+    /// The names a node reads, and only those.
+    fn scope(&mut self, gym: &Gym, node: &NodeRt, inputs: &Inputs, w: &Walk) -> Scope {
         let mut s = Scope::new();
-        match ep {
-            Some(e) => s.set_shared("task", e.task_json.clone(), e.task_cel.clone()),
-            None => s.set("task", &Value::Null),
+        for root in &node.roots {
+            match root.as_str() {
+                "task" => match self.episode.as_ref() {
+                    Some(e) => s.set_shared("task", e.task_json.clone()),
+                    None => s.set("task", &Value::Null),
+                },
+                "state" => match self.episode.as_mut() {
+                    Some(e) => {
+                        let shared = e.state_shared.get_or_insert_with(|| Shared::new(Value::Object(e.state.clone())));
+                        s.set_shared("state", shared.clone());
+                    }
+                    None => s.set("state", &Value::Null),
+                },
+                "action" => s.set("action", &w.action),
+                "step" => s.set("step", &json!(self.episode.as_ref().map_or(0, |e| e.step))),
+                "max_steps" => s.set("max_steps", &json!(gym.spec().max_steps)),
+                "input" => s.set_map("input", inputs.0.clone()),
+                "fixtures" => s.set_shared("fixtures", gym.fixtures.clone()),
+                "rewards" => s.set("rewards", &serde_json::to_value(&w.rewards).unwrap_or(Value::Null)),
+                "reward" => s.set("reward", &json!(w.rewards.iter().map(|r| r.value).sum::<f64>())),
+                "violations" => s.set("violations", &json!(w.violations)),
+                "terminated" => s.set("terminated", &json!(w.terminated)),
+                _ => {}
+            }
         }
-        s.set("state", &ep.map_or(Value::Null, |e| Value::Object(e.state.clone())));
-        s.set("action", &w.action);
-        s.set("step", &json!(ep.map_or(0, |e| e.step)));
-        s.set("max_steps", &json!(gym.spec().max_steps));
-        s.set("input", &Value::Object(inputs));
-        s.set_shared("fixtures", gym.fixtures_json.clone(), gym.fixtures_cel.clone());
-        s.set("rewards", &serde_json::to_value(&w.rewards).unwrap_or(Value::Null));
-        s.set("reward", &json!(w.rewards.iter().map(|r| r.value).sum::<f64>()));
-        s.set("violations", &json!(w.violations));
-        s.set("terminated", &json!(w.terminated));
         s
     }
 
@@ -389,11 +398,11 @@ impl Env {
         let mut out = BTreeMap::new();
         match &node.kind {
             NodeKind::Documentation { .. } | NodeKind::Persona { .. } => {
-                let scope = self.scope(gym, inputs, w);
+                let scope = self.scope(gym, node, &inputs, w);
                 out.insert("text".into(), Value::String(Self::render(gym, node, "text", &scope)?));
             }
             NodeKind::Template { .. } => {
-                let scope = self.scope(gym, inputs, w);
+                let scope = self.scope(gym, node, &inputs, w);
                 out.insert("text".into(), Value::String(Self::render(gym, node, "template", &scope)?));
             }
             NodeKind::GetState { variable } => {
@@ -424,7 +433,7 @@ impl Env {
     fn run_node(&mut self, gym: &Gym, idx: usize, w: &mut Walk) -> Result<Next, String> {
         let node = &gym.compiled.nodes[idx];
         let inputs = self.inputs(gym, idx, w)?;
-        let scope = self.scope(gym, inputs.clone(), w);
+        let scope = self.scope(gym, node, &inputs, w);
         let expr = |field: &str| node.exprs.get(field);
         let mut outs = BTreeMap::new();
         let next = match &node.kind {
@@ -440,6 +449,7 @@ impl Env {
                 }
                 if let Some(ep) = self.episode.as_mut() {
                     ep.state.insert(variable.clone(), value);
+                    ep.state_shared = None;
                 }
                 Next::Port("out")
             }
@@ -623,7 +633,7 @@ impl Env {
                         None => w.action.get("text").and_then(Value::as_str).unwrap_or_default().to_string(),
                     };
                     let rubric = Self::render(gym, node, "rubric", &scope)?;
-                    let task = self.episode.as_ref().map(|e| e.task_json.as_ref().clone()).unwrap_or(Value::Null);
+                    let task = self.episode.as_ref().map(|e| e.task_json.json().clone()).unwrap_or(Value::Null);
                     let mut item = RewardItem {
                         source: node.id.clone(),
                         kind: "overseer".into(),
@@ -670,7 +680,7 @@ impl Env {
             }
             other => return Err(format!("{} nodes do not run on flow", other.name())),
         };
-        w.outputs.insert(idx, outs);
+        w.outputs.insert(idx, outs.into_iter().map(|(k, v)| (k, Shared::new(v))).collect());
         Ok(next)
     }
 
@@ -678,7 +688,7 @@ impl Env {
         &self,
         gym: &Gym,
         node: &NodeRt,
-        inputs: &Map<String, Value>,
+        inputs: &Inputs,
         scope: &Scope,
     ) -> Result<String, String> {
         match inputs.get("observation") {
@@ -698,6 +708,15 @@ impl Env {
 
 fn output_index(scripts: &[crate::spec::CliScript], s: &crate::spec::CliScript) -> usize {
     scripts.iter().position(|x| std::ptr::eq(x, s)).unwrap_or(0)
+}
+
+/// A node's wired inputs, shared with the nodes that produced them.
+struct Inputs(Vec<(String, Arc<Shared>)>);
+
+impl Inputs {
+    fn get(&self, port: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == port).map(|(_, v)| v.json())
+    }
 }
 
 /// A value as text: strings as they are, everything else as compact JSON.
