@@ -3,7 +3,8 @@
 //! stranger can run without a container.
 
 use cel_interpreter::objects::{Key, Map as CelMap};
-use cel_interpreter::{Context, Program, Value as Cel};
+use cel_interpreter::extractors::This;
+use cel_interpreter::{Context, ExecutionError, FunctionContext, Program, Value as Cel};
 use regex::Regex;
 use serde_json::{Number, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -212,6 +213,13 @@ fn base_context() -> &'static Context<'static> {
     static CTX: OnceLock<Context<'static>> = OnceLock::new();
     CTX.get_or_init(|| {
         let mut ctx = Context::default();
+        // CEL's stock `matches` compiles its regex on every call; cache compiled patterns.
+        ctx.add_function(
+            "matches",
+            |ftx: &FunctionContext, This(this): This<Arc<String>>, pattern: Arc<String>| -> Result<bool, ExecutionError> {
+                cached_regex(&pattern).map(|re| re.is_match(&this)).map_err(|e| ftx.error(e))
+            },
+        );
         ctx.add_function("lower", |s: Arc<String>| s.to_lowercase());
         ctx.add_function("upper", |s: Arc<String>| s.to_uppercase());
         ctx.add_function("trim", |s: Arc<String>| s.trim().to_string());
@@ -231,6 +239,28 @@ fn base_context() -> &'static Context<'static> {
             }
         });
         ctx
+    })
+}
+
+/// A compiled regex from a small per-thread cache (patterns in a gym are few and fixed).
+fn cached_regex(pattern: &str) -> Result<Regex, String> {
+    thread_local! {
+        static CACHE: std::cell::RefCell<HashMap<String, Regex>> = std::cell::RefCell::new(HashMap::new());
+    }
+    CACHE.with(|c| {
+        if let Some(re) = c.borrow().get(pattern) {
+            return Ok(re.clone());
+        }
+        let re = regex::RegexBuilder::new(pattern)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| format!("'{pattern}' is not a valid regex: {e}"))?;
+        let mut cache = c.borrow_mut();
+        if cache.len() >= 256 {
+            cache.clear();
+        }
+        cache.insert(pattern.to_string(), re.clone());
+        Ok(re)
     })
 }
 
