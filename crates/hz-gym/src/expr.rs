@@ -2,8 +2,8 @@
 //! Neither language can perform I/O or loop without bound, which is why a gym from a
 //! stranger can run without a container.
 
-use cel_interpreter::objects::{Key, Map as CelMap};
 use cel_interpreter::extractors::This;
+use cel_interpreter::objects::{Key, Map as CelMap};
 use cel_interpreter::{Context, ExecutionError, FunctionContext, Program, Value as Cel};
 use regex::Regex;
 use serde_json::{Number, Value};
@@ -216,7 +216,10 @@ fn base_context() -> &'static Context<'static> {
         // CEL's stock `matches` compiles its regex on every call; cache compiled patterns.
         ctx.add_function(
             "matches",
-            |ftx: &FunctionContext, This(this): This<Arc<String>>, pattern: Arc<String>| -> Result<bool, ExecutionError> {
+            |ftx: &FunctionContext,
+             This(this): This<Arc<String>>,
+             pattern: Arc<String>|
+             -> Result<bool, ExecutionError> {
                 cached_regex(&pattern).map(|re| re.is_match(&this)).map_err(|e| ftx.error(e))
             },
         );

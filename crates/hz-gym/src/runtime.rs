@@ -133,7 +133,6 @@ struct Episode {
     step: u32,
     done: bool,
     rng_seed: u64,
-    dbs: HashMap<String, Sandbox>,
     trees: HashMap<String, Vfs>,
 }
 
@@ -142,6 +141,9 @@ pub struct Env {
     gym: Arc<Gym>,
     cfg: RuntimeConfig,
     episode: Option<Episode>,
+    /// Sandbox databases by fixture name. They outlive an episode when nothing wrote to
+    /// them (read-only nodes cannot), which keeps their prepared statements warm.
+    dbs: HashMap<String, Sandbox>,
 }
 
 /// Mutable state of one walk.
@@ -162,7 +164,7 @@ enum Next {
 
 impl Env {
     pub fn new(gym: Arc<Gym>, cfg: RuntimeConfig) -> Self {
-        Self { gym, cfg, episode: None }
+        Self { gym, cfg, episode: None, dbs: HashMap::new() }
     }
 
     pub fn gym(&self) -> &Arc<Gym> {
@@ -187,6 +189,11 @@ impl Env {
             task_json.insert(k.clone(), v.clone());
         }
         let state = spec.variables.iter().map(|v| (v.name.clone(), v.initial.clone())).collect();
+        let rng_seed: u64 = rng.random();
+        self.dbs.retain(|_, db| !db.dirty());
+        for db in self.dbs.values_mut() {
+            db.reseed(rng_seed);
+        }
         self.episode = Some(Episode {
             task,
             task_json: Shared::new(Value::Object(task_json)),
@@ -194,8 +201,7 @@ impl Env {
             state_shared: None,
             step: 0,
             done: false,
-            rng_seed: rng.random(),
-            dbs: HashMap::new(),
+            rng_seed,
             trees: HashMap::new(),
         });
         let start = self.gym.compiled.on_reset;
@@ -466,8 +472,8 @@ impl Env {
                     None => Vec::new(),
                 };
                 let limits = &gym.spec().limits;
-                let ep = self.episode.as_mut().ok_or("no episode")?;
-                let db = match ep.dbs.entry(database.clone()) {
+                let ep = self.episode.as_ref().ok_or("no episode")?;
+                let db = match self.dbs.entry(database.clone()) {
                     std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                     std::collections::hash_map::Entry::Vacant(v) => {
                         let seed = gym.seeds.get(database).ok_or("database fixture missing")?;
@@ -684,13 +690,7 @@ impl Env {
         Ok(next)
     }
 
-    fn observation(
-        &self,
-        gym: &Gym,
-        node: &NodeRt,
-        inputs: &Inputs,
-        scope: &Scope,
-    ) -> Result<String, String> {
+    fn observation(&self, gym: &Gym, node: &NodeRt, inputs: &Inputs, scope: &Scope) -> Result<String, String> {
         match inputs.get("observation") {
             Some(v) => Ok(as_text(v)),
             None => Self::render(gym, node, "observation", scope),

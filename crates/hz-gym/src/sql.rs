@@ -18,6 +18,11 @@ pub struct Sandbox {
     write_attempt: Arc<AtomicBool>,
     /// Whether writes are currently allowed (toggled per statement).
     allow_write: Arc<AtomicBool>,
+    /// State of the seeded `random()`.
+    rng: Arc<AtomicU64>,
+    /// Whether any statement ran with writes allowed: only then can the content differ
+    /// from the seed, and only then must the next episode get a fresh copy.
+    dirty: bool,
 }
 
 /// The seeded state of a database, captured once per gym so each reset is a memory copy.
@@ -55,7 +60,8 @@ impl Sandbox {
         conn.deserialize_read_exact(rusqlite::MAIN_DB, &seed.image[..], seed.image.len(), false)
             .map_err(|e| format!("cannot load fixture database: {e}"))?;
         // Deterministic replacements for SQLite's random functions.
-        let state = AtomicU64::new(rng_seed | 1);
+        let rng = Arc::new(AtomicU64::new(rng_seed | 1));
+        let state = rng.clone();
         let next = move || {
             // xorshift64*: tiny, deterministic, good enough for SQL random().
             let mut x = state.load(Ordering::Relaxed);
@@ -71,7 +77,18 @@ impl Sandbox {
         let allow_write = Arc::new(AtomicBool::new(false));
         let (wa, aw) = (write_attempt.clone(), allow_write.clone());
         conn.authorizer(Some(move |ctx: AuthContext<'_>| authorize(ctx, &wa, &aw)));
-        Ok(Self { conn, write_attempt, allow_write })
+        Ok(Self { conn, write_attempt, allow_write, rng, dirty: false })
+    }
+
+    /// Whether this database may differ from its seed (a write was allowed).
+    pub fn dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Start a new episode on an untouched database: only `random()` is re-seeded, and
+    /// cached statements stay prepared.
+    pub fn reseed(&mut self, rng_seed: u64) {
+        self.rng.store(rng_seed | 1, Ordering::Relaxed);
     }
 
     /// Run one statement. Never fails: errors come back in the result object.
@@ -85,12 +102,13 @@ impl Sandbox {
     ) -> Value {
         self.write_attempt.store(false, Ordering::Relaxed);
         self.allow_write.store(!read_only, Ordering::Relaxed);
+        self.dirty |= !read_only;
         // The progress handler fires every 1,000 VM instructions; stop past the budget.
         let budget = (max_instructions / 1_000).max(1);
         let ticks = Arc::new(AtomicU64::new(0));
         let t2 = ticks.clone();
         self.conn.progress_handler(1_000, Some(move || t2.fetch_add(1, Ordering::Relaxed) + 1 > budget));
-        let out = self.run_inner(sql, params, max_rows);
+        let out = self.run_inner(sql, params, read_only, max_rows);
         self.conn.progress_handler(1_000, None::<fn() -> bool>);
         let refused_write = self.write_attempt.load(Ordering::Relaxed);
         match out {
@@ -118,39 +136,54 @@ impl Sandbox {
         &mut self,
         sql: &str,
         params: &[Value],
+        read_only: bool,
         max_rows: usize,
     ) -> Result<(Vec<String>, Value, bool), String> {
         let sql = sql.trim();
         if sql.is_empty() {
             return Err("empty SQL statement".into());
         }
-        let mut stmt = self.conn.prepare(sql).map_err(|e| e.to_string())?;
-        // `prepare` compiles only the first statement; refuse trailing ones instead of
-        // silently ignoring them.
-        let columns: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
-        let bound: Vec<rusqlite::types::Value> = params.iter().map(to_sql).collect();
-        let mut rows = stmt.query(rusqlite::params_from_iter(bound.iter())).map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        let mut truncated = false;
-        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
-            if out.len() == max_rows {
-                truncated = true;
-                break;
-            }
-            let mut vals = Vec::with_capacity(columns.len());
-            for i in 0..columns.len() {
-                vals.push(match row.get_ref(i).map_err(|e| e.to_string())? {
-                    ValueRef::Null => Value::Null,
-                    ValueRef::Integer(n) => json!(n),
-                    ValueRef::Real(f) => serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null),
-                    ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
-                    ValueRef::Blob(b) => Value::String(format!("<blob {} bytes>", b.len())),
-                });
-            }
-            out.push(Value::Array(vals));
+        // `prepare` refuses trailing statements ("multiple statements") rather than ignoring
+        // them. Statements are cached only in read-only mode: a cached statement skips the
+        // authorizer, so one prepared with writes allowed must never be reused read-only.
+        if read_only {
+            let mut stmt = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
+            collect(&mut stmt, params, max_rows)
+        } else {
+            let mut stmt = self.conn.prepare(sql).map_err(|e| e.to_string())?;
+            collect(&mut stmt, params, max_rows)
         }
-        Ok((columns, Value::Array(out), truncated))
     }
+}
+
+fn collect(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: &[Value],
+    max_rows: usize,
+) -> Result<(Vec<String>, Value, bool), String> {
+    let columns: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+    let bound: Vec<rusqlite::types::Value> = params.iter().map(to_sql).collect();
+    let mut rows = stmt.query(rusqlite::params_from_iter(bound.iter())).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let mut truncated = false;
+    while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        if out.len() == max_rows {
+            truncated = true;
+            break;
+        }
+        let mut vals = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            vals.push(match row.get_ref(i).map_err(|e| e.to_string())? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(n) => json!(n),
+                ValueRef::Real(f) => serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null),
+                ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Value::String(format!("<blob {} bytes>", b.len())),
+            });
+        }
+        out.push(Value::Array(vals));
+    }
+    Ok((columns, Value::Array(out), truncated))
 }
 
 fn rows_len(v: &Value) -> usize {
@@ -270,6 +303,12 @@ mod tests {
         assert_eq!(s.run("SELECT count(*) FROM t", &[], true, 10, 1_000_000)["rows"], json!([[3]]));
         let r = s.run("DELETE FROM t WHERE a = 1", &[], false, 10, 1_000_000);
         assert_eq!(r["ok"], true);
+        // The same write, now read-only, is refused again (no cached statement slips through).
+        let r = s.run("DELETE FROM t WHERE a = 1", &[], true, 10, 1_000_000);
+        assert_eq!(r["refused_write"], true);
+        let r = s.run("SELECT count(*) FROM t", &[], true, 10, 1_000_000);
+        assert_eq!(r["ok"], true);
+        assert_eq!(s.run("DELETE FROM t WHERE a = 1", &[], true, 10, 1_000_000)["refused_write"], true);
         assert_eq!(s.run("SELECT count(*) FROM t", &[], true, 10, 1_000_000)["rows"], json!([[2]]));
     }
 

@@ -111,3 +111,51 @@ mod props {
         }
     }
 }
+
+/// A text gym whose action is run as SQL on a writable sandbox.
+fn sql_gym(read_only: bool) -> serde_json::Value {
+    json!({
+        "spec_version": 1, "name": "sqlw", "max_steps": 3,
+        "tasks": [{"id": "a"}],
+        "fixtures": {"db": {"kind": "sql", "inline": "CREATE TABLE t(x); INSERT INTO t VALUES (1), (2);"}},
+        "nodes": [
+            {"id": "reset", "kind": "on_reset"},
+            {"id": "step", "kind": "on_step"},
+            {"id": "space", "kind": "action_space", "mode": "text"},
+            {"id": "obs0", "kind": "return_reset", "observation": "go"},
+            {"id": "q", "kind": "sql_query", "database": "db", "query": "{{ action.text }}", "read_only": read_only},
+            {"id": "out", "kind": "return_step", "observation": "x"}
+        ],
+        "edges": [
+            {"from": {"node": "reset", "port": "out"}, "to": {"node": "obs0", "port": "in"}},
+            {"from": {"node": "step", "port": "out"}, "to": {"node": "q", "port": "in"}},
+            {"from": {"node": "q", "port": "out"}, "to": {"node": "out", "port": "in"}},
+            {"from": {"node": "q", "port": "text"}, "to": {"node": "out", "port": "observation"}}
+        ]
+    })
+}
+
+#[test]
+fn every_episode_starts_from_the_fixture_database() {
+    let gym = Gym::new(GymBundle::from_value(sql_gym(false), None).unwrap()).unwrap();
+    let mut env = Env::new(gym, Default::default());
+    for _ in 0..3 {
+        env.reset(0, &ResetOptions::default()).unwrap();
+        let r = env.step(&json!("SELECT count(*) FROM t")).unwrap();
+        assert!(r.observation.starts_with("count(*)\n2\n"), "{}", r.observation);
+        env.step(&json!("INSERT INTO t VALUES (3)")).unwrap();
+        let r = env.step(&json!("SELECT count(*) FROM t")).unwrap();
+        assert!(r.observation.starts_with("count(*)\n3\n"), "{}", r.observation);
+    }
+    // Read-only: the write is refused, and random() restarts from the seed each episode.
+    let gym = Gym::new(GymBundle::from_value(sql_gym(true), None).unwrap()).unwrap();
+    let mut env = Env::new(gym, Default::default());
+    let mut firsts = Vec::new();
+    for _ in 0..2 {
+        env.reset(9, &ResetOptions::default()).unwrap();
+        firsts.push(env.step(&json!("SELECT random()")).unwrap().observation);
+        let r = env.step(&json!("DELETE FROM t")).unwrap();
+        assert!(r.observation.contains("read-only"), "{}", r.observation);
+    }
+    assert_eq!(firsts[0], firsts[1]);
+}
