@@ -122,20 +122,16 @@ impl ActionParser {
                     let known: Vec<_> = self.tools.iter().map(|(t, _)| t.name.as_str()).collect();
                     return Err(format!("unknown tool {name:?}; available tools: {}", known.join(", ")));
                 };
-                let problems: Vec<String> = validator
+                // Name the failing place and JSON Schema keyword, not a library's wording, so
+                // every face of the gym (Rust, Python) says the same thing: the first failure
+                // in (path, keyword) order.
+                let first = validator
                     .iter_errors(&args)
-                    .take(5)
-                    .map(|e| {
-                        let at = e.instance_path().to_string();
-                        if at.is_empty() {
-                            e.to_string()
-                        } else {
-                            format!("{at}: {e}")
-                        }
-                    })
-                    .collect();
-                if !problems.is_empty() {
-                    return Err(format!("invalid arguments for {name}: {}", problems.join("; ")));
+                    .map(|e| (e.instance_path().to_string(), e.kind().keyword().to_string()))
+                    .min();
+                if let Some((path, keyword)) = first {
+                    let at = if path.is_empty() { "/".to_string() } else { path };
+                    return Err(format!("invalid arguments for {name}: {at} fails `{keyword}`"));
                 }
                 let text = json!({"name": name, "arguments": args}).to_string();
                 Ok(ParsedAction { kind: "tool_call", tool: name, arguments: args, text })
@@ -152,7 +148,7 @@ fn tool_call_parts(action: &Value) -> Result<(String, Value), String> {
     let v = match action {
         Value::String(s) => {
             owned =
-                serde_json::from_str::<Value>(s.trim()).map_err(|e| format!("action is not a JSON tool call: {e}"))?;
+                serde_json::from_str::<Value>(s.trim()).map_err(|_| "action is not a JSON tool call".to_string())?;
             &owned
         }
         other => other,
@@ -180,7 +176,7 @@ fn tool_call_parts(action: &Value) -> Result<(String, Value), String> {
     let args = match inner.get("arguments") {
         None | Some(Value::Null) => json!({}),
         Some(Value::String(s)) => {
-            serde_json::from_str(s).map_err(|e| format!("`arguments` of {name} is not valid JSON: {e}"))?
+            serde_json::from_str(s).map_err(|_| format!("`arguments` of {name} is not valid JSON"))?
         }
         Some(a) => a.clone(),
     };
@@ -225,8 +221,8 @@ mod tests {
         let cases = [
             (json!("not json"), "not a JSON tool call"),
             (json!({"name": "drop_db"}), "unknown tool"),
-            (json!({"name": "run_sql", "arguments": {}}), "sql"),
-            (json!({"name": "run_sql", "arguments": {"sql": 3}}), "invalid arguments"),
+            (json!({"name": "run_sql", "arguments": {}}), "invalid arguments for run_sql: / fails `required`"),
+            (json!({"name": "run_sql", "arguments": {"sql": 3}}), "invalid arguments for run_sql: /sql fails `type`"),
             (json!({"tool_calls": []}), "empty"),
             (json!(42), "JSON object"),
             (json!({"name": "run_sql", "arguments": "x".repeat(2000)}), "limit"),

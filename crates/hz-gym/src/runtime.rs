@@ -13,10 +13,9 @@ use crate::sql::{result_text, Sandbox, Seed};
 use crate::vfs::{CmdOutput, Vfs};
 use crate::GymError;
 use hz_core::{ContentId, NetworkPolicy};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,13 +173,12 @@ impl Env {
     /// Start an episode. Returns the first observation and info.
     pub fn reset(&mut self, seed: u64, options: &ResetOptions) -> Result<(String, Value), GymError> {
         let spec = self.gym.spec();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let task = match (&options.task_id, options.task_index) {
             (Some(id), _) => {
                 spec.tasks.iter().find(|t| &t.id == id).ok_or_else(|| GymError::UnknownTask(id.clone()))?
             }
             (None, Some(i)) => spec.tasks.get(i).ok_or_else(|| GymError::UnknownTask(format!("index {i}")))?,
-            (None, None) => &spec.tasks[rng.random_range(0..spec.tasks.len())],
+            (None, None) => &spec.tasks[(seed_draw(seed, "task") % spec.tasks.len() as u64) as usize],
         }
         .clone();
         let mut task_json = Map::new();
@@ -189,7 +187,7 @@ impl Env {
             task_json.insert(k.clone(), v.clone());
         }
         let state = spec.variables.iter().map(|v| (v.name.clone(), v.initial.clone())).collect();
-        let rng_seed: u64 = rng.random();
+        let rng_seed = seed_draw(seed, "sql-random");
         self.dbs.retain(|_, db| !db.dirty());
         for db in self.dbs.values_mut() {
             db.reseed(rng_seed);
@@ -708,6 +706,16 @@ impl Env {
 
 fn output_index(scripts: &[crate::spec::CliScript], s: &crate::spec::CliScript) -> usize {
     scripts.iter().position(|x| std::ptr::eq(x, s)).unwrap_or(0)
+}
+
+/// A number drawn from the episode seed for one purpose: the first 8 bytes (little endian)
+/// of SHA-256(`"440hz:<purpose>:<seed>"`). Simple to reproduce in any language, which keeps
+/// every face of a gym on the same trajectory.
+pub fn seed_draw(seed: u64, purpose: &str) -> u64 {
+    let digest = Sha256::digest(format!("440hz:{purpose}:{seed}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
 }
 
 /// A node's wired inputs, shared with the nodes that produced them.
