@@ -1,0 +1,1 @@
+//! Python Gymnasium package compiler (being written).
