@@ -57,6 +57,22 @@ pub enum GymCmd {
         #[command(flatten)]
         rt: RuntimeArgs,
     },
+    /// Serve a gym over HTTP: POST /reset, POST /step, POST /close, GET /spec, GET /healthz.
+    Serve {
+        path: PathBuf,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Drop sessions idle for this many seconds.
+        #[arg(long, default_value_t = 600)]
+        idle_timeout: u64,
+        /// Most concurrent sessions.
+        #[arg(long, default_value_t = 10_000)]
+        max_sessions: usize,
+        #[command(flatten)]
+        rt: RuntimeArgs,
+    },
     /// Print the JSON Schema of `*.gym.json`.
     Schema,
     /// Print a gym's content id (SHA-256 of its canonical JSON with fixtures).
@@ -134,6 +150,34 @@ pub fn run(cmd: GymCmd) -> Result<bool> {
             Ok(true)
         }
         GymCmd::Play { path, seed, task, rt } => play(&path, seed, task, &rt),
+        GymCmd::Serve { path, host, port, idle_timeout, max_sessions, rt } => {
+            let gym = load(&path)?;
+            let config = hz_gym_http::ServerConfig {
+                idle_timeout: std::time::Duration::from_secs(idle_timeout.max(1)),
+                max_sessions,
+                ..Default::default()
+            };
+            let app = hz_gym_http::AppState::new(gym.clone(), rt.config(), config);
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+                    .await
+                    .with_context(|| format!("binding {host}:{port}"))?;
+                let addr = listener.local_addr()?;
+                eprintln!("serving {} (id {}) on http://{addr}", gym.spec().name, gym.id().short());
+                // Ctrl-C in a terminal, SIGTERM from a container runtime.
+                let shutdown = async {
+                    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+                    }
+                };
+                hz_gym_http::serve(listener, app, shutdown).await?;
+                anyhow::Ok(())
+            })?;
+            Ok(true)
+        }
     }
 }
 
