@@ -21,10 +21,174 @@ pub enum BenchCmd {
         #[arg(long, default_value = "bench-results/gym.json")]
         out: PathBuf,
     },
+    /// Load-test `hz gym serve` on loopback: many concurrent sessions for a bounded time;
+    /// reports requests/s and step latency percentiles.
+    Serve {
+        /// Gym file; default: the sql-analyst template.
+        path: Option<PathBuf>,
+        /// Concurrent sessions.
+        #[arg(long, default_value_t = 1000)]
+        sessions: u32,
+        /// How long to run, in seconds (the load stops by itself).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Mean pause of each session between steps, as an agent thinking (0: closed loop).
+        #[arg(long, default_value_t = 500)]
+        think_ms: u64,
+        #[arg(long, default_value = "bench-results/serve.json")]
+        out: PathBuf,
+    },
 }
 
 pub fn run(cmd: BenchCmd) -> Result<()> {
-    let BenchCmd::Gym { mut paths, steps, out } = cmd;
+    match cmd {
+        BenchCmd::Gym { paths, steps, out } => gym(paths, steps, out),
+        BenchCmd::Serve { path, sessions, seconds, think_ms, out } => serve(path, sessions, seconds, think_ms, out),
+    }
+}
+
+fn write_json(out: &std::path::Path, doc: &serde_json::Value) -> Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(out, serde_json::to_string_pretty(doc)?).with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+fn serve(path: Option<PathBuf>, sessions: u32, seconds: u64, think_ms: u64, out: PathBuf) -> Result<()> {
+    use hz_gym_http::{AppState, ServerConfig};
+    use std::time::Duration;
+    let path = match path {
+        Some(p) => p,
+        None => crate::gym_templates()?
+            .into_iter()
+            .find(|p| p.ends_with("sql-analyst/sql-analyst.gym.json"))
+            .context("sql-analyst template not found")?,
+    };
+    let gym = crate::gym::load(&path)?;
+    // Client and server sockets share this process: lift the open-file limit.
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
+    if nofile < u64::from(sessions) * 2 + 64 {
+        anyhow::bail!("open-file limit {nofile} is too low for {sessions} sessions (need ~{})", sessions * 2 + 64);
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let config = ServerConfig { max_sessions: sessions as usize + 16, ..Default::default() };
+        let app = AppState::new(gym.clone(), Default::default(), config);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(hz_gym_http::serve(listener, app, async move {
+            let _ = stop_rx.await;
+        }));
+        let client = reqwest::Client::builder().pool_max_idle_per_host(sessions as usize).build()?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+        let mut tasks = Vec::new();
+        for i in 0..sessions {
+            let (client, base, gym) = (client.clone(), base.clone(), gym.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut policy = RandomPolicy::new(u64::from(i));
+                let mut lat_us: Vec<u64> = Vec::new();
+                let (mut resets, mut errors) = (0u64, 0u64);
+                let mut session: Option<String> = None;
+                // Agents are not synchronised: stagger the starts across one think time and
+                // draw each pause uniformly from [0.5, 1.5] × think.
+                let mut jitter = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(i);
+                let mut next_pause = move || {
+                    jitter ^= jitter << 13;
+                    jitter ^= jitter >> 7;
+                    jitter ^= jitter << 17;
+                    Duration::from_micros(think_ms * 1000 / 2 + jitter % (think_ms * 1000 + 1))
+                };
+                if think_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(think_ms * u64::from(i) / u64::from(sessions.max(1))))
+                        .await;
+                }
+                while tokio::time::Instant::now() < deadline {
+                    let Some(sid) = session.clone() else {
+                        let body = json!({"seed": u64::from(i) + resets * u64::from(sessions)}).to_string();
+                        match client.post(format!("{base}/reset")).body(body).send().await {
+                            Ok(r) if r.status().is_success() => {
+                                let v: serde_json::Value = r.json().await.unwrap_or_default();
+                                session = v["session_id"].as_str().map(str::to_string);
+                                resets += 1;
+                            }
+                            _ => errors += 1,
+                        }
+                        continue;
+                    };
+                    let action = policy.action(&gym.compiled().actions);
+                    let body = json!({"session_id": sid, "action": action}).to_string();
+                    let t = Instant::now();
+                    match client.post(format!("{base}/step")).body(body).send().await {
+                        Ok(r) if r.status().is_success() => {
+                            let v: serde_json::Value = r.json().await.unwrap_or_default();
+                            lat_us.push(t.elapsed().as_micros() as u64);
+                            if v["terminated"] == true || v["truncated"] == true {
+                                // Keep the session: the next reset reuses it.
+                                let body =
+                                    json!({"session_id": sid, "seed": u64::from(i) + resets * u64::from(sessions)})
+                                        .to_string();
+                                if client.post(format!("{base}/reset")).body(body).send().await.is_err() {
+                                    errors += 1;
+                                }
+                                resets += 1;
+                            }
+                        }
+                        _ => errors += 1,
+                    }
+                    if think_ms > 0 {
+                        tokio::time::sleep(next_pause()).await;
+                    }
+                }
+                (lat_us, resets, errors)
+            }));
+        }
+        let started = Instant::now();
+        let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
+        let (mut resets, mut errors) = (0u64, 0u64);
+        for t in tasks {
+            let (lat, r, e) = t.await?;
+            for l in lat {
+                hist.record(l.max(1))?;
+            }
+            resets += r;
+            errors += e;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let _ = stop_tx.send(());
+        let _ = server.await;
+        let steps = hist.len();
+        let rps = (steps + resets) as f64 / elapsed;
+        let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "{:<16} {:>9} {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>7}",
+            "gym", "sessions", "think", "steps", "req/s", "p50 ms", "p99 ms", "max ms", "errors"
+        );
+        println!(
+            "{:<16} {:>9} {:>8} {:>10} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>7}",
+            gym.spec().name,
+            sessions,
+            think_ms,
+            steps,
+            rps,
+            ms(0.5),
+            ms(0.99),
+            hist.max() as f64 / 1000.0,
+            errors
+        );
+        let doc = json!({
+            "benchmark": "gym-serve", "gym": gym.spec().name, "sessions": sessions, "think_ms": think_ms,
+            "seconds": elapsed, "steps": steps, "resets": resets, "errors": errors, "requests_per_second": rps,
+            "step_latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": hist.max() as f64 / 1000.0},
+            "note": "client and server share this machine's cores",
+        });
+        write_json(&out, &doc)
+    })
+}
+
+fn gym(mut paths: Vec<PathBuf>, steps: u64, out: PathBuf) -> Result<()> {
     if paths.is_empty() {
         paths = crate::gym_templates()?;
     }
@@ -54,11 +218,6 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         rows.push(json!({"gym": gym.spec().name, "path": path, "steps": steps, "episodes": episodes,
                          "seconds": secs, "steps_per_second": sps, "us_per_step": 1e6 / sps}));
     }
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     let doc = json!({"benchmark": "gym-steps", "runtime_version": env!("CARGO_PKG_VERSION"), "results": rows});
-    std::fs::write(&out, serde_json::to_string_pretty(&doc)?).with_context(|| format!("writing {}", out.display()))?;
-    println!("wrote {}", out.display());
-    Ok(())
+    write_json(&out, &doc)
 }
