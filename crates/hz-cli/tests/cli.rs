@@ -114,3 +114,25 @@ fn bench_writes_json() {
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(out_file).unwrap()).unwrap();
     assert!(doc["results"][0]["steps_per_second"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn serve_answers_healthz_and_stops_on_kill() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hz"))
+        .args(["gym", "serve", SQL, "--port", "0"])
+        .current_dir(root())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("\"status\":\"ok\"") && resp.contains("sql-analyst"), "{resp}");
+}
