@@ -73,6 +73,32 @@ pub enum GymCmd {
         #[command(flatten)]
         rt: RuntimeArgs,
     },
+    /// Commit the gym's current content to its version history (a no-op when unchanged).
+    Commit {
+        path: PathBuf,
+        #[arg(short, long)]
+        message: String,
+    },
+    /// List the gym's committed versions, newest first (`*` marks the working copy).
+    Log { path: PathBuf },
+    /// Node-level diff between two versions, or between a version and the working copy.
+    Diff {
+        path: PathBuf,
+        /// A version: `3`, `v3`, `HEAD`, `HEAD~1` or a manifest id prefix.
+        a: String,
+        /// Another version (default: the working copy).
+        b: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a version's files over the working copy.
+    Checkout {
+        path: PathBuf,
+        rev: String,
+        /// Discard uncommitted changes in the working copy.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the JSON Schema of `*.gym.json`.
     Schema,
     /// Print a gym's content id (SHA-256 of its canonical JSON with fixtures).
@@ -150,6 +176,10 @@ pub fn run(cmd: GymCmd) -> Result<bool> {
             Ok(true)
         }
         GymCmd::Play { path, seed, task, rt } => play(&path, seed, task, &rt),
+        GymCmd::Commit { path, message } => crate::versions::commit(&path, &message).map(|()| true),
+        GymCmd::Log { path } => crate::versions::log(&path).map(|()| true),
+        GymCmd::Diff { path, a, b, json } => crate::versions::diff(&path, &a, b.as_deref(), json).map(|()| true),
+        GymCmd::Checkout { path, rev, force } => crate::versions::checkout(&path, &rev, force).map(|()| true),
         GymCmd::Serve { path, host, port, idle_timeout, max_sessions, rt } => {
             let gym = load(&path)?;
             let config = hz_gym_http::ServerConfig {

@@ -3,6 +3,7 @@
 
 mod bench;
 mod gym;
+mod versions;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};

@@ -136,3 +136,68 @@ fn serve_answers_healthz_and_stops_on_kill() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.contains("\"status\":\"ok\"") && resp.contains("sql-analyst"), "{resp}");
 }
+
+/// Run hz with a private data directory.
+fn hz_in(data: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hz")).args(args).env("HZ_DATA_DIR", data).output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn commit_log_diff_checkout_round_trip() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let src = root().join("gym-templates/email-triage");
+    std::fs::create_dir_all(work.path().join("fixtures")).unwrap();
+    std::fs::copy(src.join("email-triage.gym.json"), work.path().join("email-triage.gym.json")).unwrap();
+    std::fs::copy(src.join("fixtures/policy.md"), work.path().join("fixtures/policy.md")).unwrap();
+    let gym = work.path().join("email-triage.gym.json");
+    let g = gym.to_str().unwrap();
+    let original = std::fs::read(&gym).unwrap();
+
+    let (ok, out) = hz_in(data.path(), &["gym", "commit", g, "-m", "first"]);
+    assert!(ok && out.contains("committed email-triage v1"), "{out}");
+    let (ok, out) = hz_in(data.path(), &["gym", "commit", g, "-m", "again"]);
+    assert!(ok && out.contains("nothing to commit"), "{out}");
+
+    // Change a node field and the policy fixture.
+    let mut spec: Value = serde_json::from_slice(&original).unwrap();
+    spec["max_steps"] = Value::from(3);
+    std::fs::write(&gym, serde_json::to_string_pretty(&spec).unwrap()).unwrap();
+    std::fs::write(work.path().join("fixtures/policy.md"), "new policy").unwrap();
+    let (ok, out) = hz_in(data.path(), &["gym", "checkout", g, "v1"]);
+    assert!(!ok && out.contains("uncommitted changes"), "{out}");
+    let (ok, out) = hz_in(data.path(), &["gym", "diff", g, "v1"]);
+    assert!(ok && out.contains("~ max_steps: 2 → 3"), "{out}");
+    let (ok, out) = hz_in(data.path(), &["gym", "commit", g, "-m", "longer episodes"]);
+    assert!(ok && out.contains("v2"), "{out}");
+    let (ok, out) = hz_in(data.path(), &["gym", "diff", g, "v1", "v2"]);
+    assert!(ok && out.contains("~ file fixtures/policy.md") && out.contains("~ max_steps"), "{out}");
+    let (ok, out) = hz_in(data.path(), &["gym", "log", g]);
+    assert!(ok && out.contains("* v2") && out.contains("  v1"), "{out}");
+
+    // Roll back: files are byte-identical to v1.
+    let (ok, out) = hz_in(data.path(), &["gym", "checkout", g, "v1"]);
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read(&gym).unwrap(), original);
+    assert_eq!(
+        std::fs::read(work.path().join("fixtures/policy.md")).unwrap(),
+        std::fs::read(src.join("fixtures/policy.md")).unwrap()
+    );
+
+    // A corrupted blob is reported, not used.
+    let store = data.path().join("store/blobs/sha256");
+    let mut corrupted = 0;
+    for d in std::fs::read_dir(&store).unwrap() {
+        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+            let f = f.unwrap().path();
+            if std::fs::read(&f).unwrap() == b"new policy" {
+                std::fs::write(&f, b"evil policy").unwrap();
+                corrupted += 1;
+            }
+        }
+    }
+    assert_eq!(corrupted, 1);
+    let (ok, out) = hz_in(data.path(), &["gym", "checkout", g, "v2"]);
+    assert!(!ok && out.contains("corrupted"), "{out}");
+}
