@@ -308,7 +308,7 @@ fn play(path: &Path, seed: u64, task: Option<String>, rt: &RuntimeArgs) -> Resul
             }
             ":tools" => {
                 for t in gym.compiled().actions.tools() {
-                    println!("  {} {}  {}", t.name, t.parameters, t.description);
+                    println!("  {}({})\n      {}", t.name, describe_params(&t.parameters), t.description);
                 }
                 continue;
             }
@@ -349,6 +349,25 @@ fn play(path: &Path, seed: u64, task: Option<String>, rt: &RuntimeArgs) -> Resul
         }
     }
     Ok(true)
+}
+
+/// `order_id: integer, note?: string` from a JSON Schema object.
+fn describe_params(schema: &Value) -> String {
+    let required: Vec<&str> =
+        schema["required"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    schema["properties"]
+        .as_object()
+        .map(|props| {
+            props
+                .iter()
+                .map(|(k, v)| {
+                    let opt = if required.contains(&k.as_str()) { "" } else { "?" };
+                    format!("{k}{opt}: {}", v["type"].as_str().unwrap_or("any"))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
 
 /// `tool {"a": 1}` → tool call; `{...}` → raw JSON; anything else → text.
