@@ -73,6 +73,14 @@ pub enum GymCmd {
         #[command(flatten)]
         rt: RuntimeArgs,
     },
+    /// Compile a gym to another face: an OCI image layout (`oci`).
+    Compile {
+        path: PathBuf,
+        #[arg(long, value_enum)]
+        target: CompileTarget,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Commit the gym's current content to its version history (a no-op when unchanged).
     Commit {
         path: PathBuf,
@@ -103,6 +111,33 @@ pub enum GymCmd {
     Schema,
     /// Print a gym's content id (SHA-256 of its canonical JSON with fixtures).
     Id { path: PathBuf },
+}
+
+/// Faces a gym compiles to.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum CompileTarget {
+    Oci,
+}
+
+fn compile(path: &Path, target: CompileTarget, out: &Path) -> Result<()> {
+    // Compile only valid gyms: a face of a broken gym would fail later, farther from the cause.
+    let gym = load(path)?;
+    let bundle = &gym.compiled().bundle;
+    match target {
+        CompileTarget::Oci => {
+            let exe = std::env::current_exe().context("locating the hz binary to embed")?;
+            let img = hz_gym_compile::oci::oci_layout(bundle, &exe, out)?;
+            println!("wrote OCI image layout {} ({})", out.display(), img.ref_name);
+            println!("  manifest {}", img.manifest.digest);
+            println!(
+                "  run it: skopeo copy oci:{}:{} containers-storage:{}",
+                out.display(),
+                img.ref_name,
+                img.ref_name
+            );
+        }
+    }
+    Ok(())
 }
 
 pub fn load(path: &Path) -> Result<Arc<Gym>> {
@@ -176,6 +211,7 @@ pub fn run(cmd: GymCmd) -> Result<bool> {
             Ok(true)
         }
         GymCmd::Play { path, seed, task, rt } => play(&path, seed, task, &rt),
+        GymCmd::Compile { path, target, out } => compile(&path, target, &out).map(|()| true),
         GymCmd::Commit { path, message } => crate::versions::commit(&path, &message).map(|()| true),
         GymCmd::Log { path } => crate::versions::log(&path).map(|()| true),
         GymCmd::Diff { path, a, b, json } => crate::versions::diff(&path, &a, b.as_deref(), json).map(|()| true),
