@@ -94,9 +94,15 @@ fn is_root() -> bool {
 /// Debian packages needed to build (a C compiler for bundled SQLite, pkg-config).
 const APT_PACKAGES: &[&str] = &["build-essential", "pkg-config"];
 
-fn setup(with_fuzz: bool) -> Result<()> {
+/// More for the tests: the OCI image checks (skopeo, umoci, bubblewrap, runc) and the
+/// Python face (a Python with venv).
+const APT_TEST_PACKAGES: &[&str] = &["skopeo", "umoci", "bubblewrap", "runc", "python3", "python3-venv"];
+
+fn setup(for_tests: bool) -> Result<()> {
     step("setup: system packages");
-    let missing: Vec<&str> = APT_PACKAGES
+    let wanted: Vec<&str> =
+        APT_PACKAGES.iter().chain(if for_tests { APT_TEST_PACKAGES } else { &[] }).copied().collect();
+    let missing: Vec<&str> = wanted
         .iter()
         .copied()
         .filter(|p| {
@@ -117,7 +123,7 @@ fn setup(with_fuzz: bool) -> Result<()> {
     } else {
         bail!("missing Debian packages; run:\n    sudo apt-get install -y {}", missing.join(" "));
     }
-    if with_fuzz {
+    if for_tests {
         step("setup: cargo-fuzz");
         if have("cargo-fuzz") {
             println!("    cargo-fuzz present");
@@ -169,7 +175,7 @@ fn demo(gym: &str) -> Result<()> {
 
 fn ci(fuzz_seconds: u64) -> Result<()> {
     let started = Instant::now();
-    setup(fuzz_seconds > 0)?;
+    setup(true)?;
     step("cargo fmt --check");
     run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
     step("cargo clippy --all-targets -D warnings");
