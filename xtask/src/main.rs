@@ -180,8 +180,10 @@ fn ci(fuzz_seconds: u64) -> Result<()> {
     run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
     step("cargo clippy --all-targets -D warnings");
     run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    step("setup: Python venv for the Python face (pinned packages)");
+    let venv = python_venv()?;
     step("cargo test");
-    run(Command::new("cargo").args(["test", "--workspace"]))?;
+    run(Command::new("cargo").args(["test", "--workspace"]).env("HZ_PYTHON", venv.join("bin").join("python")))?;
     step("hz gym check on every template");
     run(Command::new("cargo").args(["build", "--release", "-p", "hz-cli"]))?;
     run(Command::new(hz()).args(["gym", "check"]).args(templates()?))?;
@@ -192,6 +194,14 @@ fn ci(fuzz_seconds: u64) -> Result<()> {
     }
     println!("\nall checks passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Create (or update) the venv the Python-face tests use, under the user's cache.
+fn python_venv() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).context("HOME is not set")?;
+    let venv = home.join(".cache").join("440hz").join("py-venv");
+    run(Command::new("bash").arg("scripts/setup-python-venv.sh").arg(&venv))?;
+    Ok(venv)
 }
 
 fn bench_out() -> PathBuf {

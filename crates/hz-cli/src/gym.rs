@@ -73,7 +73,8 @@ pub enum GymCmd {
         #[command(flatten)]
         rt: RuntimeArgs,
     },
-    /// Compile a gym to another face: an OCI image layout (`oci`).
+    /// Compile a gym to another face: an OCI image layout (`oci`) or a pip-installable Python
+    /// Gymnasium package (`python`).
     Compile {
         path: PathBuf,
         #[arg(long, value_enum)]
@@ -117,6 +118,7 @@ pub enum GymCmd {
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum CompileTarget {
     Oci,
+    Python,
 }
 
 fn compile(path: &Path, target: CompileTarget, out: &Path) -> Result<()> {
@@ -134,6 +136,15 @@ fn compile(path: &Path, target: CompileTarget, out: &Path) -> Result<()> {
                 out.display(),
                 img.ref_name,
                 img.ref_name
+            );
+        }
+        CompileTarget::Python => {
+            let pkg = hz_gym_compile::python::python_package(bundle, out)?;
+            println!("wrote Python package {} {} in {}", pkg.distribution, pkg.version, out.display());
+            println!("  pip install {}", out.display());
+            println!(
+                "  python -c 'import gymnasium, {}; env = gymnasium.make(\"440hz/{}-v{}\")'",
+                pkg.module, bundle.spec.name, bundle.spec.version
             );
         }
     }

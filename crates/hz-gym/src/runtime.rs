@@ -245,7 +245,7 @@ impl Env {
         let action_json = parsed.to_json();
         let start = self.gym.compiled.on_step;
         let (observation, walk) = self.walk(start, action_json.clone())?;
-        let reward: f64 = walk.rewards.iter().map(|r| r.value).sum();
+        let reward = total(&walk.rewards);
         if !reward.is_finite() {
             return Err(GymError::Eval { node: "return_step".into(), reason: "total reward is not finite".into() });
         }
@@ -383,7 +383,7 @@ impl Env {
                 "input" => s.set_map("input", inputs.0.clone()),
                 "fixtures" => s.set_shared("fixtures", gym.fixtures.clone()),
                 "rewards" => s.set("rewards", &serde_json::to_value(&w.rewards).unwrap_or(Value::Null)),
-                "reward" => s.set("reward", &json!(w.rewards.iter().map(|r| r.value).sum::<f64>())),
+                "reward" => s.set("reward", &json!(total(&w.rewards))),
                 "violations" => s.set("violations", &json!(w.violations)),
                 "terminated" => s.set("terminated", &json!(w.terminated)),
                 _ => {}
@@ -716,6 +716,11 @@ pub fn seed_draw(seed: u64, purpose: &str) -> u64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     u64::from_le_bytes(first)
+}
+
+/// Sum of reward items from +0.0 (an empty step is worth 0, not -0).
+fn total(items: &[RewardItem]) -> f64 {
+    items.iter().fold(0.0, |acc, r| acc + r.value)
 }
 
 /// A node's wired inputs, shared with the nodes that produced them.

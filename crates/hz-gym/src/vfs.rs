@@ -51,6 +51,9 @@ impl Vfs {
     }
 
     fn add_dirs(&mut self, path: &str, include_self: bool) {
+        if path.is_empty() {
+            return; // the root always exists
+        }
         let parts: Vec<&str> = path.split('/').collect();
         let upto = if include_self { parts.len() } else { parts.len().saturating_sub(1) };
         for i in 1..=upto {
@@ -374,6 +377,9 @@ impl Vfs {
                     dst = if dst.is_empty() { name } else { format!("{dst}/{name}") };
                 }
                 if let Some(content) = self.files.get(&src).cloned() {
+                    if dst == src {
+                        return fail(format!("{cmd}: {}: source and destination are the same file", display(&src)), 1);
+                    }
                     if let Err(e) = self.write(&dst, &content, false) {
                         return e;
                     }
@@ -492,6 +498,12 @@ mod tests {
         assert_eq!(v.run("rm -r tmp").exit_code, 0);
         assert!(!v.dirs.contains("tmp"));
         assert_eq!(v.run("mv src lib").exit_code, 0);
+        // Moving a file onto itself keeps it.
+        assert_eq!(v.run("mv README.md .").exit_code, 1);
+        assert_eq!(v.run("mv README.md README.md").exit_code, 1);
+        assert_eq!(v.files["README.md"], "hi\n");
+        assert_eq!(v.run("mkdir -p /").exit_code, 0);
+        assert!(!v.dirs.contains(""));
         assert!(v.files.contains_key("lib/main.rs"));
     }
 
