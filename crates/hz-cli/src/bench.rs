@@ -21,6 +21,19 @@ pub enum BenchCmd {
         #[arg(long, default_value = "bench-results/gym.json")]
         out: PathBuf,
     },
+    /// Steps/s of the Rust runtime against the compiled Python package on the same episodes.
+    Python {
+        /// Gym files; default: every template under gym-templates/.
+        paths: Vec<PathBuf>,
+        /// Episodes per gym (random valid and invalid actions, seeded).
+        #[arg(long, default_value_t = 200)]
+        episodes: u64,
+        /// Python with the packages of scripts/setup-python-venv.sh.
+        #[arg(long, env = "HZ_PYTHON", default_value = "python3")]
+        python: PathBuf,
+        #[arg(long, default_value = "bench-results/python.json")]
+        out: PathBuf,
+    },
     /// Load-test `hz gym serve` on loopback: many concurrent sessions for a bounded time;
     /// reports requests/s and step latency percentiles.
     Serve {
@@ -44,6 +57,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
         BenchCmd::Gym { paths, steps, out } => gym(paths, steps, out),
         BenchCmd::Serve { path, sessions, seconds, think_ms, out } => serve(path, sessions, seconds, think_ms, out),
+        BenchCmd::Python { paths, episodes, python, out } => python_vs_rust(paths, episodes, python, out),
     }
 }
 
@@ -186,6 +200,87 @@ fn serve(path: Option<PathBuf>, sessions: u32, seconds: u64, think_ms: u64, out:
         });
         write_json(&out, &doc)
     })
+}
+
+fn python_vs_rust(mut paths: Vec<PathBuf>, episodes: u64, python: PathBuf, out: PathBuf) -> Result<()> {
+    if paths.is_empty() {
+        paths = crate::gym_templates()?;
+    }
+    let work = tempfile::tempdir()?;
+    let driver = work.path().join("bench_driver.py");
+    std::fs::write(&driver, hz_gym_compile::python::BENCH_DRIVER)?;
+    println!("{:<20} {:>8} {:>8} {:>12} {:>12} {:>8}", "gym", "episodes", "steps", "rust st/s", "python st/s", "ratio");
+    let mut rows = Vec::new();
+    for path in &paths {
+        let gym = crate::gym::load(path)?;
+        let name = gym.spec().name.clone();
+        // The episodes: random actions until each episode ends, recorded by playing in Rust.
+        let mut eps = Vec::new();
+        for seed in 0..episodes {
+            let mut env = Env::new(gym.clone(), Default::default());
+            env.reset(seed, &ResetOptions::default())?;
+            let mut policy = RandomPolicy::new(seed);
+            let mut actions = Vec::new();
+            while !env.done() {
+                let a = policy.action(&gym.compiled().actions);
+                env.step(&a)?;
+                actions.push(a);
+            }
+            eps.push(json!({"seed": seed, "actions": actions}));
+        }
+        // Rust: replay them, timed (one untimed warm-up episode, as on the Python side).
+        let mut env = Env::new(gym.clone(), Default::default());
+        let replay = |env: &mut Env, ep: &serde_json::Value| -> Result<u64> {
+            env.reset(ep["seed"].as_u64().unwrap_or(0), &ResetOptions::default())?;
+            let mut n = 0;
+            for a in ep["actions"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                env.step(a)?;
+                n += 1;
+            }
+            Ok(n)
+        };
+        if let Some(first) = eps.first() {
+            replay(&mut env, first)?;
+        }
+        let start = Instant::now();
+        let mut steps = 0;
+        for ep in &eps {
+            steps += replay(&mut env, ep)?;
+        }
+        let rust_secs = start.elapsed().as_secs_f64();
+        // Python: the compiled package on the same episodes.
+        let pkg_dir = work.path().join(&name);
+        let pkg = hz_gym_compile::python::python_package(&gym.compiled().bundle, &pkg_dir)?;
+        let eps_file = work.path().join(format!("{name}-episodes.json"));
+        std::fs::write(&eps_file, json!({"episodes": eps}).to_string())?;
+        let gym_id = format!("440hz/{}-v{}", name, gym.spec().version);
+        let output = std::process::Command::new(&python)
+            .arg(&driver)
+            .arg(pkg_dir.join("src"))
+            .arg(&gym_id)
+            .arg(&pkg.module)
+            .arg(&eps_file)
+            .output()
+            .with_context(|| format!("running {}", python.display()))?;
+        if !output.status.success() {
+            anyhow::bail!(
+                "the Python side failed (is {} the venv of scripts/setup-python-venv.sh?):\n{}",
+                python.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let py: serde_json::Value = serde_json::from_slice(&output.stdout).context("reading the Python timing")?;
+        let py_steps = py["steps"].as_u64().unwrap_or(0);
+        anyhow::ensure!(py_steps == steps, "Python replayed {py_steps} steps, Rust {steps}");
+        let py_secs = py["seconds"].as_f64().unwrap_or(f64::NAN);
+        let (rust_sps, py_sps) = (steps as f64 / rust_secs, steps as f64 / py_secs);
+        let ratio = rust_sps / py_sps;
+        println!("{name:<20} {episodes:>8} {steps:>8} {rust_sps:>12.0} {py_sps:>12.0} {ratio:>7.1}x");
+        rows.push(json!({"gym": name, "episodes": episodes, "steps": steps, "rust_seconds": rust_secs,
+                         "python_seconds": py_secs, "rust_steps_per_second": rust_sps,
+                         "python_steps_per_second": py_sps, "ratio": ratio}));
+    }
+    write_json(&out, &json!({"benchmark": "rust-vs-python", "goal_ratio": 50, "results": rows}))
 }
 
 fn gym(mut paths: Vec<PathBuf>, steps: u64, out: PathBuf) -> Result<()> {

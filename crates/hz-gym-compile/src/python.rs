@@ -34,6 +34,9 @@ pub const PYTHON_REQUIREMENTS: &[(&str, &str)] = &[
 /// The oldest Python the package runs on (`sqlite3` serialize/deserialize/setlimit).
 pub const REQUIRES_PYTHON: &str = ">=3.11";
 
+/// A script that times a compiled package on given episodes (used by `hz bench python`).
+pub const BENCH_DRIVER: &str = include_str!("../python/bench_driver.py");
+
 /// The interpreter modules, embedded in every package unchanged.
 const RUNTIME_MODULES: &[(&str, &str)] = &[
     ("actions.py", include_str!("../python/runtime/actions.py")),
