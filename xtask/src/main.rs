@@ -188,7 +188,14 @@ fn ci(fuzz_seconds: u64) -> Result<()> {
     run(Command::new("cargo").args(["build", "--release", "-p", "hz-cli"]))?;
     run(Command::new(hz()).args(["gym", "check"]).args(templates()?))?;
     step("benchmark smoke run");
-    run(Command::new(hz()).args(["bench", "gym", "--steps", "2000", "--out"]).arg(bench_out()))?;
+    run(Command::new(hz()).args(["bench", "gym", "--steps", "2000", "--out"]).arg(bench_out("gym")))?;
+    run(Command::new(hz())
+        .args(["bench", "serve", "--sessions", "200", "--seconds", "3", "--out"])
+        .arg(bench_out("serve")))?;
+    run(Command::new(hz())
+        .args(["bench", "python", "--episodes", "20", "--out"])
+        .arg(bench_out("python"))
+        .env("HZ_PYTHON", venv.join("bin").join("python")))?;
     if fuzz_seconds > 0 {
         fuzz(fuzz_seconds)?;
     }
@@ -204,8 +211,8 @@ fn python_venv() -> Result<PathBuf> {
     Ok(venv)
 }
 
-fn bench_out() -> PathBuf {
-    PathBuf::from("bench-results").join("gym-smoke.json")
+fn bench_out(name: &str) -> PathBuf {
+    PathBuf::from("bench-results").join(format!("{name}-smoke.json"))
 }
 
 fn fuzz(seconds: u64) -> Result<()> {
