@@ -124,11 +124,13 @@ impl Expr {
 pub struct Shared {
     json: Value,
     cel: OnceLock<Cel>,
+    /// The template engine's form, also made once.
+    jinja: OnceLock<minijinja::Value>,
 }
 
 impl Shared {
     pub fn new(json: Value) -> Arc<Self> {
-        Arc::new(Self { json, cel: OnceLock::new() })
+        Arc::new(Self { json, cel: OnceLock::new(), jinja: OnceLock::new() })
     }
 
     pub fn json(&self) -> &Value {
@@ -138,34 +140,39 @@ impl Shared {
     pub fn cel(&self) -> Cel {
         self.cel.get_or_init(|| to_cel(&self.json)).clone()
     }
+
+    fn jinja(&self) -> minijinja::Value {
+        self.jinja.get_or_init(|| minijinja::Value::from_serialize(&self.json)).clone()
+    }
 }
 
 /// What a name is bound to in a scope.
 #[derive(Clone)]
 enum Bound {
     One(Arc<Shared>),
-    /// A map of shared values (a node's inputs), never deep-copied.
-    Map(Vec<(String, Arc<Shared>)>),
+    /// A map of shared values (a node's inputs), never deep-copied; its CEL form is made
+    /// on first use.
+    Map(Vec<(String, Arc<Shared>)>, OnceLock<Cel>),
 }
 
 impl Bound {
     fn cel(&self) -> Cel {
         match self {
             Bound::One(s) => s.cel(),
-            Bound::Map(entries) => {
-                let map: HashMap<Key, Cel> =
-                    entries.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), v.cel())).collect();
-                Cel::Map(CelMap { map: Arc::new(map) })
-            }
+            Bound::Map(entries, cel) => cel
+                .get_or_init(|| {
+                    let map: HashMap<Key, Cel> =
+                        entries.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), v.cel())).collect();
+                    Cel::Map(CelMap { map: Arc::new(map) })
+                })
+                .clone(),
         }
     }
-}
 
-impl serde::Serialize for Bound {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+    fn jinja(&self) -> minijinja::Value {
         match self {
-            Bound::One(s) => s.json.serialize(ser),
-            Bound::Map(entries) => ser.collect_map(entries.iter().map(|(k, v)| (k, &v.json))),
+            Bound::One(s) => s.jinja(),
+            Bound::Map(entries, _) => entries.iter().map(|(k, v)| (k.clone(), v.jinja())).collect(),
         }
     }
 }
@@ -200,12 +207,12 @@ impl Scope {
 
     /// Bind a name to a map of shared values.
     pub fn set_map(&mut self, name: &str, entries: Vec<(String, Arc<Shared>)>) {
-        self.bind(name, Bound::Map(entries));
+        self.bind(name, Bound::Map(entries, OnceLock::new()));
     }
 
-    /// The named roots only (what a template reads), ready to serialize.
-    fn json_of(&self, roots: &[String]) -> BTreeMap<&str, &Bound> {
-        self.vars.iter().filter(|(k, _)| roots.iter().any(|r| r == k)).map(|(k, b)| (k.as_str(), b)).collect()
+    /// The named roots only (what a template reads), as template values.
+    fn json_of(&self, roots: &[String]) -> BTreeMap<&str, minijinja::Value> {
+        self.vars.iter().filter(|(k, _)| roots.iter().any(|r| r == k)).map(|(k, b)| (k.as_str(), b.jinja())).collect()
     }
 }
 
