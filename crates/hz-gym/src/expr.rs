@@ -226,9 +226,7 @@ fn base_context() -> &'static Context<'static> {
             |ftx: &FunctionContext,
              This(this): This<Arc<String>>,
              pattern: Arc<String>|
-             -> Result<bool, ExecutionError> {
-                cached_regex(&pattern).map(|re| re.is_match(&this)).map_err(|e| ftx.error(e))
-            },
+             -> Result<bool, ExecutionError> { regex_is_match(&pattern, &this).map_err(|e| ftx.error(e)) },
         );
         ctx.add_function("lower", |s: Arc<String>| s.to_lowercase());
         ctx.add_function("upper", |s: Arc<String>| s.to_uppercase());
@@ -252,14 +250,15 @@ fn base_context() -> &'static Context<'static> {
     })
 }
 
-/// A compiled regex from a small per-thread cache (patterns in a gym are few and fixed).
-fn cached_regex(pattern: &str) -> Result<Regex, String> {
+/// Match with a regex from a small per-thread cache (patterns in a gym are few and fixed).
+/// The regex is used in place: a clone would start with a cold search cache.
+fn regex_is_match(pattern: &str, text: &str) -> Result<bool, String> {
     thread_local! {
         static CACHE: std::cell::RefCell<HashMap<String, Regex>> = std::cell::RefCell::new(HashMap::new());
     }
     CACHE.with(|c| {
         if let Some(re) = c.borrow().get(pattern) {
-            return Ok(re.clone());
+            return Ok(re.is_match(text));
         }
         let re = regex::RegexBuilder::new(pattern)
             .size_limit(1 << 20)
@@ -269,8 +268,9 @@ fn cached_regex(pattern: &str) -> Result<Regex, String> {
         if cache.len() >= 256 {
             cache.clear();
         }
-        cache.insert(pattern.to_string(), re.clone());
-        Ok(re)
+        let hit = re.is_match(text);
+        cache.insert(pattern.to_string(), re);
+        Ok(hit)
     })
 }
 
