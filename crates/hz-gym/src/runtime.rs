@@ -126,9 +126,9 @@ pub struct RewardItem {
 struct Episode {
     task: TaskInstance,
     task_json: Arc<Shared>,
-    state: Map<String, Value>,
-    /// `state` as shared by scopes; rebuilt after a `set_state`.
-    state_shared: Option<Arc<Shared>>,
+    /// State variables in declaration order, each shared with the scopes that read it, so
+    /// a `set_state` converts only the variable it writes.
+    state: Vec<(String, Arc<Shared>)>,
     step: u32,
     done: bool,
     rng_seed: u64,
@@ -186,7 +186,7 @@ impl Env {
         for (k, v) in &task.fields {
             task_json.insert(k.clone(), v.clone());
         }
-        let state = spec.variables.iter().map(|v| (v.name.clone(), v.initial.clone())).collect();
+        let state = spec.variables.iter().map(|v| (v.name.clone(), Shared::new(v.initial.clone()))).collect();
         let rng_seed = seed_draw(seed, "sql-random");
         self.dbs.retain(|_, db| !db.dirty());
         for db in self.dbs.values_mut() {
@@ -196,7 +196,6 @@ impl Env {
             task,
             task_json: Shared::new(Value::Object(task_json)),
             state,
-            state_shared: None,
             step: 0,
             done: false,
             rng_seed,
@@ -362,7 +361,7 @@ impl Env {
     }
 
     /// The names a node reads, and only those.
-    fn scope(&mut self, gym: &Gym, node: &NodeRt, inputs: &Inputs, w: &Walk) -> Scope {
+    fn scope(&self, gym: &Gym, node: &NodeRt, inputs: &Inputs, w: &Walk) -> Scope {
         let mut s = Scope::new();
         for root in &node.roots {
             match root.as_str() {
@@ -370,11 +369,8 @@ impl Env {
                     Some(e) => s.set_shared("task", e.task_json.clone()),
                     None => s.set("task", &Value::Null),
                 },
-                "state" => match self.episode.as_mut() {
-                    Some(e) => {
-                        let shared = e.state_shared.get_or_insert_with(|| Shared::new(Value::Object(e.state.clone())));
-                        s.set_shared("state", shared.clone());
-                    }
+                "state" => match self.episode.as_ref() {
+                    Some(e) => s.set_map("state", e.state.clone()),
                     None => s.set("state", &Value::Null),
                 },
                 "action" => s.set("action", &w.action),
@@ -410,7 +406,11 @@ impl Env {
                 out.insert("text".into(), Value::String(Self::render(gym, node, "template", &scope)?));
             }
             NodeKind::GetState { variable } => {
-                let v = self.episode.as_ref().and_then(|e| e.state.get(variable)).cloned().unwrap_or(Value::Null);
+                let v = self
+                    .episode
+                    .as_ref()
+                    .and_then(|e| e.state.iter().find(|(k, _)| k == variable))
+                    .map_or(Value::Null, |(_, v)| v.json().clone());
                 out.insert("value".into(), v);
             }
             NodeKind::Extract { .. } => {
@@ -452,8 +452,9 @@ impl Env {
                     return Err(format!("cannot set `{variable}` ({:?}) to {value}", decl.ty));
                 }
                 if let Some(ep) = self.episode.as_mut() {
-                    ep.state.insert(variable.clone(), value);
-                    ep.state_shared = None;
+                    if let Some(slot) = ep.state.iter_mut().find(|(k, _)| k == variable) {
+                        slot.1 = Shared::new(value);
+                    }
                 }
                 Next::Port("out")
             }
