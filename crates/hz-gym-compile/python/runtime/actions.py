@@ -6,7 +6,7 @@ object. Whatever the agent sends becomes a parsed action or a clear reason why n
 
 import jsonschema
 
-from .jsontext import dumps, loads, rust_trim
+from .jsontext import dumps, loads, rust_debug as _rust_debug, rust_trim
 
 
 class ActionError(Exception):
@@ -61,31 +61,6 @@ class ActionParser:
             raise ActionError(f"invalid arguments for {name}: {path or '/'} fails `{keyword}`")
         text = dumps({"name": name, "arguments": args})
         return {"type": "tool_call", "tool": name, "arguments": args, "text": text}
-
-
-def _rust_debug(s):
-    """A string as Rust's `{:?}` writes it."""
-    out = ['"']
-    for ch in s:
-        o = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\0":
-            out.append("\\0")
-        elif o < 0x20 or o == 0x7F or 0x80 <= o < 0xA0:
-            out.append("\\u{%x}" % o)
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def tool_call_parts(action):

@@ -22,7 +22,7 @@ import celpy
 import jinja2
 from celpy import celtypes
 
-from .jsontext import float_debug, float_display, rust_trim, I64_MIN, I64_MAX
+from .jsontext import float_debug, float_display, rust_debug as _rust_debug_str, rust_trim, I64_MIN, I64_MAX
 
 
 class ExprError(Exception):
@@ -387,29 +387,6 @@ class Expr:
 
 
 # ----------------------------------------------------------------------------- templates
-
-
-def _rust_debug_str(s):
-    out = ['"']
-    for ch in s:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\0":
-            out.append("\\0")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append("\\u{%x}" % ord(ch))
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def _debug(v):

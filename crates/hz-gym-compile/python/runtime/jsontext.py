@@ -189,3 +189,28 @@ def is_int(v):
 
 def is_number(v):
     return (isinstance(v, (int, float))) and not isinstance(v, bool)
+
+
+def rust_debug(s):
+    """A string as Rust's `{:?}` writes it."""
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\0":
+            out.append("\\0")
+        elif o < 0x20 or o == 0x7F or 0x80 <= o < 0xA0:
+            out.append("\\u{%x}" % o)
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)

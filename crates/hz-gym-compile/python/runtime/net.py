@@ -84,6 +84,6 @@ def check_url(url, declared, allowed):
 
 
 def _debug(s):
-    from .actions import _rust_debug
+    from .jsontext import rust_debug as _rust_debug
 
     return _rust_debug(s)

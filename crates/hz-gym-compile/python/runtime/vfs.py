@@ -475,6 +475,6 @@ class Vfs:
 
 
 def _debug_str(s):
-    from .actions import _rust_debug
+    from .jsontext import rust_debug as _rust_debug
 
     return _rust_debug(s)
