@@ -249,3 +249,36 @@ fn email_triage_matches_rust() {
 fn shell_ops_matches_rust() {
     check_template("shell-ops");
 }
+
+/// The compiled package installs with pip (a real build through its pyproject.toml) and the
+/// installed copy registers the environment, which resets like the Rust runtime.
+#[test]
+fn package_installs_with_pip_and_registers() {
+    let py = python();
+    let bundle = GymBundle::load(&template("email-triage")).expect("template loads");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pkg = python_package(&bundle, &dir.path().join("pkg")).expect("package written");
+    let site = dir.path().join("site");
+    let install = Command::new(&py)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--target"])
+        .arg(&site)
+        .arg(&pkg.root)
+        .output()
+        .expect("pip runs");
+    assert!(install.status.success(), "pip install failed:\n{}", String::from_utf8_lossy(&install.stderr));
+    let script = format!(
+        "import json, sys\nsys.path.insert(0, {site:?})\nimport gymnasium, {module}\n\
+         env = gymnasium.make('440hz/email-triage-v{version}')\nobs, info = env.reset(seed=3)\n\
+         print(json.dumps({{'observation': obs, 'info': info}}))",
+        site = site.display().to_string(),
+        module = pkg.module,
+        version = bundle.spec.version,
+    );
+    let run = Command::new(&py).arg("-c").arg(&script).output().expect("python runs");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let got: Value = serde_json::from_slice(&run.stdout).expect("JSON from the installed package");
+    let mut env = Env::new(Gym::new(bundle).expect("valid"), RuntimeConfig::default());
+    let (obs, info) = env.reset(3, &ResetOptions::default()).expect("reset");
+    assert_eq!(got["observation"], Value::String(obs));
+    assert_eq!(got["info"], info);
+}
