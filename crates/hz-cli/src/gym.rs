@@ -285,20 +285,24 @@ fn check_one(path: &Path, episodes: u64, as_json: bool, cfg: &hz_gym::RuntimeCon
             return Ok(false);
         }
     };
-    let diags = hz_gym::validate(&bundle);
-    let errors: Vec<_> = diags.iter().filter(|d| d.severity == Severity::Error).collect();
-    if !errors.is_empty() {
-        if as_json {
-            println!("{}", json!({"path": path, "ok": false, "diagnostics": diags}));
-        } else {
-            println!("✗ {}: {} error(s)", path.display(), errors.len());
-            for d in &diags {
-                println!("  {d}");
+    // One compile: it either yields the gym (with warnings) or every finding.
+    let gym = match Gym::new(bundle) {
+        Ok(g) => g,
+        Err(GymError::Invalid(diags)) => {
+            let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
+            if as_json {
+                println!("{}", json!({"path": path, "ok": false, "diagnostics": diags}));
+            } else {
+                println!("✗ {}: {errors} error(s)", path.display());
+                for d in &diags {
+                    println!("  {d}");
+                }
             }
+            return Ok(false);
         }
-        return Ok(false);
-    }
-    let gym = Gym::new(bundle)?;
+        Err(e) => return Err(e.into()),
+    };
+    let diags = &gym.compiled().warnings;
     let report = check(&gym, cfg, episodes);
     if as_json {
         println!("{}", json!({"path": path, "ok": report.ok(), "diagnostics": diags, "report": report}));
@@ -306,7 +310,7 @@ fn check_one(path: &Path, episodes: u64, as_json: bool, cfg: &hz_gym::RuntimeCon
     }
     let mark = if report.ok() { "✓" } else { "✗" };
     println!("{mark} {} ({} v{}, id {})", path.display(), report.gym, gym.spec().version, &report.gym_id[..12]);
-    for d in &diags {
+    for d in diags {
         println!("  {d}");
     }
     for c in &report.checks {

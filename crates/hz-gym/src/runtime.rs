@@ -152,7 +152,8 @@ struct Walk {
     violations: Vec<String>,
     terminated: bool,
     evals: u32,
-    action: Value,
+    /// The parsed action, shared by every node that reads it (`action` or `on_step.action`).
+    action: Arc<Shared>,
 }
 
 enum Next {
@@ -299,9 +300,9 @@ impl Env {
             violations: Vec::new(),
             terminated: false,
             evals: 0,
-            action: action.clone(),
+            action: Shared::new(action),
         };
-        w.outputs.insert(start, BTreeMap::from([("action".to_string(), Shared::new(action))]));
+        w.outputs.insert(start, BTreeMap::from([("action".to_string(), w.action.clone())]));
         let max = gym.spec().limits.max_node_evals;
         let mut cur = *nodes[start].flow_out.get("out").ok_or_else(|| GymError::Eval {
             node: nodes[start].id.clone(),
@@ -373,7 +374,7 @@ impl Env {
                     Some(e) => s.set_map("state", e.state.clone()),
                     None => s.set("state", &Value::Null),
                 },
-                "action" => s.set("action", &w.action),
+                "action" => s.set_shared("action", w.action.clone()),
                 "step" => s.set("step", &json!(self.episode.as_ref().map_or(0, |e| e.step))),
                 "max_steps" => s.set("max_steps", &json!(gym.spec().max_steps)),
                 "input" => s.set_map("input", inputs.0.clone()),
@@ -504,13 +505,13 @@ impl Env {
                 });
                 let line = command.trim();
                 let mut output = None;
-                for (script, re) in scripts.iter().zip(&node.scripts) {
+                for (i, (script, re)) in scripts.iter().zip(&node.scripts).enumerate() {
                     if let Some(caps) = re.captures(line) {
                         let groups: Vec<Value> =
                             caps.iter().map(|m| Value::String(m.map_or("", |m| m.as_str()).to_string())).collect();
                         let mut s = scope.clone();
                         s.set("match", &Value::Array(groups));
-                        let key = node.tkey(&format!("scripts[{}].output", output_index(scripts, script)));
+                        let key = node.tkey(&format!("scripts[{i}].output"));
                         let stdout = gym.compiled.templates.render(&key, &s)?;
                         output = Some(CmdOutput { stdout, exit_code: script.exit_code });
                         break;
@@ -635,7 +636,7 @@ impl Env {
                 if ask {
                     let subject = match inputs.get("subject") {
                         Some(v) => as_text(v),
-                        None => w.action.get("text").and_then(Value::as_str).unwrap_or_default().to_string(),
+                        None => w.action.json().get("text").and_then(Value::as_str).unwrap_or_default().to_string(),
                     };
                     let rubric = Self::render(gym, node, "rubric", &scope)?;
                     let task = self.episode.as_ref().map(|e| e.task_json.json().clone()).unwrap_or(Value::Null);
@@ -703,10 +704,6 @@ impl Env {
             timeout: self.cfg.net_timeout.unwrap_or(Duration::from_secs(10)),
         }
     }
-}
-
-fn output_index(scripts: &[crate::spec::CliScript], s: &crate::spec::CliScript) -> usize {
-    scripts.iter().position(|x| std::ptr::eq(x, s)).unwrap_or(0)
 }
 
 /// A number drawn from the episode seed for one purpose: the first 8 bytes (little endian)
