@@ -382,8 +382,9 @@ fn member_paths(src: &str) -> Vec<(String, String)> {
 /// A Jinja environment holding every template of one gym, compiled once.
 pub struct Templates {
     env: minijinja::Environment<'static>,
-    /// Root names each template reads: only those are handed to the renderer.
-    roots: HashMap<String, Vec<String>>,
+    /// Names each template reads, found once when it is added; only the roots are handed
+    /// to the renderer.
+    refs: HashMap<String, References>,
 }
 
 impl std::fmt::Debug for Templates {
@@ -407,7 +408,7 @@ impl Templates {
         env.set_fuel(Some(200_000));
         env.set_recursion_limit(64);
         env.set_keep_trailing_newline(false);
-        Self { env, roots: HashMap::new() }
+        Self { env, refs: HashMap::new() }
     }
 
     /// Compile a template under a key (e.g. `node-id/field`).
@@ -415,13 +416,17 @@ impl Templates {
         self.env
             .add_template_owned(key.to_string(), source.to_string())
             .map_err(|e| format!("Jinja syntax error: {}", describe_jinja(&e)))?;
-        let (roots, _) = self.references(key)?;
-        self.roots.insert(key.to_string(), roots);
+        let refs = self.scan(key)?;
+        self.refs.insert(key.to_string(), refs);
         Ok(())
     }
 
     /// Names a compiled template reads (`state.x`, `task`, ...).
     pub fn references(&self, key: &str) -> Result<References, String> {
+        self.refs.get(key).cloned().ok_or_else(|| format!("no template {key:?}"))
+    }
+
+    fn scan(&self, key: &str) -> Result<References, String> {
         let tmpl = self.env.get_template(key).map_err(|e| e.to_string())?;
         let mut roots = BTreeSet::new();
         let mut members = Vec::new();
@@ -440,12 +445,12 @@ impl Templates {
 
     /// Keys of every compiled template.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.roots.keys().map(String::as_str)
+        self.refs.keys().map(String::as_str)
     }
 
     /// Root names a compiled template reads.
     pub fn roots_of(&self, key: &str) -> &[String] {
-        self.roots.get(key).map(Vec::as_slice).unwrap_or_default()
+        self.refs.get(key).map(|(roots, _)| roots.as_slice()).unwrap_or_default()
     }
 
     pub fn has(&self, key: &str) -> bool {
@@ -454,8 +459,7 @@ impl Templates {
 
     pub fn render(&self, key: &str, scope: &Scope) -> Result<String, String> {
         let tmpl = self.env.get_template(key).map_err(|e| e.to_string())?;
-        let roots = self.roots.get(key).map(Vec::as_slice).unwrap_or_default();
-        tmpl.render(scope.json_of(roots)).map_err(|e| format!("template error: {}", describe_jinja(&e)))
+        tmpl.render(scope.json_of(self.roots_of(key))).map_err(|e| format!("template error: {}", describe_jinja(&e)))
     }
 }
 
