@@ -1,0 +1,179 @@
+//! Node sizes, port positions, the viewport (pan and zoom), fit-to-view and tidy-up.
+//! Sizes are computed, not measured from the DOM, so wires, hit tests and culling need no
+//! layout pass and work the same without a browser.
+
+use crate::history::Command;
+use crate::model::{Graph, Node, Pos};
+use std::collections::HashMap;
+
+pub const NODE_WIDTH: f64 = 200.0;
+pub const HEADER_HEIGHT: f64 = 30.0;
+pub const ROW_HEIGHT: f64 = 22.0;
+pub const PADDING: f64 = 8.0;
+
+/// Height of a node from its port rows.
+pub fn node_height(n: &Node) -> f64 {
+    let rows = n.inputs.len().max(n.outputs.len()) as f64;
+    HEADER_HEIGHT + rows * ROW_HEIGHT + PADDING
+}
+
+/// World position of an input (`output == false`) or output port's centre.
+pub fn port_pos(n: &Node, output: bool, index: usize) -> Pos {
+    let y = n.pos.y + HEADER_HEIGHT + ROW_HEIGHT * (index as f64 + 0.5);
+    let x = if output { n.pos.x + NODE_WIDTH } else { n.pos.x };
+    Pos::new(x, y)
+}
+
+pub fn port_pos_by_name(n: &Node, output: bool, name: &str) -> Option<Pos> {
+    let ports = if output { &n.outputs } else { &n.inputs };
+    ports.iter().position(|p| p.name == name).map(|i| port_pos(n, output, i))
+}
+
+/// An axis-aligned rectangle in world coordinates.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Rect {
+    pub x: f64,
+    pub y: f64,
+    pub w: f64,
+    pub h: f64,
+}
+
+impl Rect {
+    pub fn from_corners(a: Pos, b: Pos) -> Rect {
+        Rect { x: a.x.min(b.x), y: a.y.min(b.y), w: (a.x - b.x).abs(), h: (a.y - b.y).abs() }
+    }
+
+    pub fn intersects(&self, o: &Rect) -> bool {
+        self.x < o.x + o.w && o.x < self.x + self.w && self.y < o.y + o.h && o.y < self.y + self.h
+    }
+
+    pub fn contains(&self, p: Pos) -> bool {
+        p.x >= self.x && p.x <= self.x + self.w && p.y >= self.y && p.y <= self.y + self.h
+    }
+
+    fn union(&self, o: &Rect) -> Rect {
+        let x = self.x.min(o.x);
+        let y = self.y.min(o.y);
+        Rect { x, y, w: (self.x + self.w).max(o.x + o.w) - x, h: (self.y + self.h).max(o.y + o.h) - y }
+    }
+}
+
+pub fn node_rect(n: &Node) -> Rect {
+    Rect { x: n.pos.x, y: n.pos.y, w: NODE_WIDTH, h: node_height(n) }
+}
+
+/// Bounding box of some nodes (all when `ids` is `None`); `None` when there are none.
+pub fn bounds(g: &Graph, ids: Option<&[String]>) -> Option<Rect> {
+    g.nodes.values().filter(|n| ids.is_none_or(|ids| ids.contains(&n.id))).map(node_rect).reduce(|a, b| a.union(&b))
+}
+
+/// Nodes whose rectangle meets `r`.
+pub fn nodes_in(g: &Graph, r: &Rect) -> Vec<String> {
+    g.nodes.values().filter(|n| node_rect(n).intersects(r)).map(|n| n.id.clone()).collect()
+}
+
+pub const MIN_ZOOM: f64 = 0.1;
+pub const MAX_ZOOM: f64 = 2.5;
+
+/// Maps world to screen: `screen = world * zoom + (x, y)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Viewport {
+    pub x: f64,
+    pub y: f64,
+    pub zoom: f64,
+}
+
+impl Default for Viewport {
+    fn default() -> Self {
+        Viewport { x: 0.0, y: 0.0, zoom: 1.0 }
+    }
+}
+
+impl Viewport {
+    pub fn to_world(&self, screen: Pos) -> Pos {
+        Pos::new((screen.x - self.x) / self.zoom, (screen.y - self.y) / self.zoom)
+    }
+
+    pub fn to_screen(&self, world: Pos) -> Pos {
+        Pos::new(world.x * self.zoom + self.x, world.y * self.zoom + self.y)
+    }
+
+    /// Zoom by `factor` keeping the world point under `screen` fixed.
+    pub fn zoom_at(&self, screen: Pos, factor: f64) -> Viewport {
+        let zoom = (self.zoom * factor).clamp(MIN_ZOOM, MAX_ZOOM);
+        let w = self.to_world(screen);
+        Viewport { x: screen.x - w.x * zoom, y: screen.y - w.y * zoom, zoom }
+    }
+
+    /// The world rectangle visible in a `width` × `height` screen.
+    pub fn visible(&self, width: f64, height: f64) -> Rect {
+        let a = self.to_world(Pos::new(0.0, 0.0));
+        Rect { x: a.x, y: a.y, w: width / self.zoom, h: height / self.zoom }
+    }
+
+    /// A viewport showing `r` whole and centred, with `margin` screen pixels around it;
+    /// never zooms in past 1.
+    pub fn fit(r: Rect, width: f64, height: f64, margin: f64) -> Viewport {
+        let aw = (width - 2.0 * margin).max(1.0);
+        let ah = (height - 2.0 * margin).max(1.0);
+        let zoom = (aw / r.w.max(1.0)).min(ah / r.h.max(1.0)).clamp(MIN_ZOOM, 1.0);
+        let x = width / 2.0 - (r.x + r.w / 2.0) * zoom;
+        let y = height / 2.0 - (r.y + r.h / 2.0) * zoom;
+        Viewport { x, y, zoom }
+    }
+}
+
+/// Snap a coordinate to the grid.
+pub fn snap(v: f64, grid: f64) -> f64 {
+    if grid <= 0.0 {
+        v
+    } else {
+        (v / grid).round() * grid
+    }
+}
+
+/// One-click tidy-up: columns by longest path from the sources, rows in current vertical
+/// order within a column. One command, so one undo.
+pub fn tidy(g: &Graph) -> Command {
+    let mut depth: HashMap<&str, usize> = g.nodes.keys().map(|k| (k.as_str(), 0)).collect();
+    // Longest-path layering; bounded by the node count so a cycle cannot loop forever.
+    for _ in 0..g.nodes.len() {
+        let mut changed = false;
+        for e in &g.edges {
+            let (Some(&a), Some(&b)) = (depth.get(e.from.node.as_str()), depth.get(e.to.node.as_str())) else {
+                continue;
+            };
+            if b < a + 1 && a + 1 < g.nodes.len().max(1) {
+                depth.insert(e.to.node.as_str(), a + 1);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut columns: Vec<Vec<&Node>> = Vec::new();
+    for n in g.nodes.values() {
+        let d = depth.get(n.id.as_str()).copied().unwrap_or(0);
+        if columns.len() <= d {
+            columns.resize_with(d + 1, Vec::new);
+        }
+        columns[d].push(n);
+    }
+    let origin = bounds(g, None).map(|r| Pos::new(r.x, r.y)).unwrap_or_default();
+    let mut moves = Vec::new();
+    for (c, col) in columns.iter_mut().enumerate() {
+        col.sort_by(|a, b| a.pos.y.total_cmp(&b.pos.y).then(a.id.cmp(&b.id)));
+        let mut y = origin.y;
+        for n in col.iter() {
+            let to = Pos::new(origin.x + c as f64 * (NODE_WIDTH + 80.0), y);
+            if to != n.pos {
+                moves.push((n.id.clone(), to));
+            }
+            y += node_height(n) + 40.0;
+        }
+    }
+    let mut cmd = Command::moves(moves);
+    cmd.label = "Tidy up".to_string();
+    cmd
+}

@@ -1,0 +1,288 @@
+//! The document without a browser: commands, undo/redo, the saved marker, wire rules,
+//! copy/paste and geometry.
+
+use leptos_flow::clipboard::{copy, paste};
+use leptos_flow::geometry::{bounds, nodes_in, port_pos_by_name, tidy, Rect, Viewport};
+use leptos_flow::{Command, EditError, Edge, Endpoint, Fragment, Graph, History, Node, Port, Pos, WireError, WireRules};
+use proptest::prelude::*;
+
+fn rules() -> WireRules {
+    let mut r = WireRules::same_type_only(&["flow", "text", "number", "json"]);
+    for t in ["text", "number"] {
+        r.compat.insert((t.to_string(), "json".to_string()));
+    }
+    r.compat.insert(("number".into(), "text".into()));
+    r.multi_input.insert("flow".into());
+    r.single_output.insert("flow".into());
+    r
+}
+
+fn node(id: &str, x: f64) -> Node {
+    Node::new(id, "step", Pos::new(x, 0.0)).with_ports(
+        vec![Port::new("in", "flow"), Port::new("value", "json"), Port::new("name", "text")],
+        vec![Port::new("out", "flow"), Port::new("n", "number"), Port::new("flag", "bool")],
+    )
+}
+
+fn ep(n: &str, p: &str) -> Endpoint {
+    Endpoint::new(n, p)
+}
+
+fn three() -> History {
+    let mut h = History::new(Graph::new());
+    h.apply(Command::add("add", vec![node("a", 0.0), node("b", 300.0), node("c", 600.0)], vec![])).unwrap();
+    h.mark_saved();
+    h
+}
+
+#[test]
+fn connect_undo_redo_and_saved_marker() {
+    let mut h = three();
+    assert!(!h.is_dirty());
+    let cmd = Command::connect(&rules(), h.graph(), &ep("a", "out"), &ep("b", "in")).unwrap();
+    h.apply(cmd).unwrap();
+    assert!(h.is_dirty());
+    assert_eq!(h.graph().edges.len(), 1);
+    assert_eq!(h.undo().as_deref(), Some("Connect"));
+    assert!(h.graph().edges.is_empty());
+    assert!(!h.is_dirty(), "undoing back to the saved state makes the document clean");
+    assert_eq!(h.redo().as_deref(), Some("Connect"));
+    assert!(h.is_dirty());
+    h.mark_saved();
+    h.undo();
+    assert!(h.is_dirty(), "undoing past the save makes it dirty again");
+}
+
+#[test]
+fn refused_wires_say_why_and_change_nothing() {
+    let h = three();
+    let r = rules();
+    let g = h.graph();
+    assert_eq!(
+        r.check(g, &ep("a", "flag"), &ep("b", "name")).unwrap_err(),
+        WireError::Incompatible { from: "bool".into(), to: "text".into() }
+    );
+    assert_eq!(
+        r.check(g, &ep("a", "n"), &ep("b", "in")).unwrap_err().to_string(),
+        "a `number` output cannot feed a `flow` input"
+    );
+    assert_eq!(r.check(g, &ep("a", "out"), &ep("a", "in")).unwrap_err(), WireError::SelfLoop);
+    assert!(matches!(r.check(g, &ep("a", "nope"), &ep("b", "in")), Err(WireError::UnknownOutput { .. })));
+    assert!(matches!(r.check(g, &ep("a", "out"), &ep("zz", "in")), Err(WireError::UnknownNode(_))));
+    // number feeds text and json
+    assert!(r.check(g, &ep("a", "n"), &ep("b", "name")).is_ok());
+    assert!(r.check(g, &ep("a", "n"), &ep("b", "value")).is_ok());
+    let mut h = h.clone();
+    let err = Command::connect(&r, h.graph(), &ep("a", "flag"), &ep("b", "name")).unwrap_err();
+    assert!(matches!(err, EditError::Wire(WireError::Incompatible { .. })));
+    assert!(!h.can_undo() || h.undo_label() == Some("add"));
+    h.apply(Command::connect(&r, h.graph(), &ep("a", "out"), &ep("b", "in")).unwrap()).unwrap();
+    assert_eq!(Command::connect(&r, h.graph(), &ep("a", "out"), &ep("b", "in")).unwrap_err(), EditError::Wire(WireError::Duplicate));
+}
+
+#[test]
+fn cycles_are_refused() {
+    let mut h = three();
+    let r = rules();
+    h.apply(Command::connect(&r, h.graph(), &ep("a", "out"), &ep("b", "in")).unwrap()).unwrap();
+    h.apply(Command::connect(&r, h.graph(), &ep("b", "out"), &ep("c", "in")).unwrap()).unwrap();
+    let e = r.check(h.graph(), &ep("c", "n"), &ep("a", "value")).unwrap_err();
+    assert!(matches!(e, WireError::Cycle { .. }), "{e}");
+    // Replacing a.out's single flow wire with a.out → c is fine (no cycle either way).
+    assert!(r.check(h.graph(), &ep("a", "out"), &ep("c", "in")).is_ok());
+}
+
+#[test]
+fn single_inputs_and_flow_outputs_replace_their_old_wire_in_one_step() {
+    let mut h = three();
+    let r = rules();
+    h.apply(Command::connect(&r, h.graph(), &ep("a", "n"), &ep("c", "name")).unwrap()).unwrap();
+    h.apply(Command::connect(&r, h.graph(), &ep("b", "n"), &ep("c", "name")).unwrap()).unwrap();
+    assert_eq!(h.graph().edges, vec![Edge::new(ep("b", "n"), ep("c", "name"))]);
+    h.undo();
+    assert_eq!(h.graph().edges, vec![Edge::new(ep("a", "n"), ep("c", "name"))]);
+    h.redo();
+    // flow outputs feed one input; flow inputs take many
+    h.apply(Command::connect(&r, h.graph(), &ep("a", "out"), &ep("c", "in")).unwrap()).unwrap();
+    h.apply(Command::connect(&r, h.graph(), &ep("b", "out"), &ep("c", "in")).unwrap()).unwrap();
+    assert_eq!(h.graph().edges_into(&ep("c", "in")).len(), 2);
+    h.apply(Command::connect(&r, h.graph(), &ep("a", "out"), &ep("b", "in")).unwrap()).unwrap();
+    assert_eq!(h.graph().edges_out_of(&ep("a", "out")).len(), 1);
+    assert_eq!(h.graph().edges_out_of(&ep("a", "out"))[0].1.to, ep("b", "in"));
+}
+
+#[test]
+fn delete_takes_wires_along_and_undo_restores_order() {
+    let mut h = three();
+    let r = rules();
+    h.apply(Command::connect(&r, h.graph(), &ep("a", "out"), &ep("b", "in")).unwrap()).unwrap();
+    h.apply(Command::connect(&r, h.graph(), &ep("b", "out"), &ep("c", "in")).unwrap()).unwrap();
+    let before = h.graph().clone();
+    h.apply(Command::delete(h.graph(), &["b".to_string()], &[])).unwrap();
+    assert_eq!(h.graph().nodes.len(), 2);
+    assert!(h.graph().edges.is_empty());
+    h.undo();
+    assert_eq!(h.graph(), &before, "node order and wire order come back exactly");
+}
+
+#[test]
+fn a_failing_command_leaves_the_document_whole() {
+    let mut h = three();
+    let before = h.graph().clone();
+    let cmd = Command::add("bad", vec![node("d", 0.0), node("a", 0.0)], vec![]);
+    assert_eq!(h.apply(cmd), Err(EditError::DuplicateNode("a".into())));
+    assert_eq!(h.graph(), &before);
+    assert_eq!(h.undo_label(), Some("add"));
+    let dangling = Command::add("bad", vec![], vec![Edge::new(ep("a", "out"), ep("zz", "in"))]);
+    assert!(matches!(h.apply(dangling), Err(EditError::DanglingEdge { .. })));
+    assert_eq!(h.graph(), &before);
+}
+
+#[test]
+fn a_drag_is_one_undo_step() {
+    let mut h = three();
+    h.apply(Command::moves(vec![("a".into(), Pos::new(10.0, 20.0)), ("b".into(), Pos::new(30.0, 40.0))])).unwrap();
+    assert_eq!(h.graph().nodes["a"].pos, Pos::new(10.0, 20.0));
+    h.undo();
+    assert_eq!(h.graph().nodes["a"].pos, Pos::new(0.0, 0.0));
+    assert_eq!(h.graph().nodes["b"].pos, Pos::new(300.0, 0.0));
+}
+
+#[test]
+fn editing_a_node_drops_wires_to_ports_it_lost() {
+    let mut h = three();
+    let r = rules();
+    h.apply(Command::connect(&r, h.graph(), &ep("a", "n"), &ep("b", "name")).unwrap()).unwrap();
+    let mut b = h.graph().nodes["b"].clone();
+    b.inputs.retain(|p| p.name != "name");
+    h.apply(Command::set_node(h.graph(), b).unwrap()).unwrap();
+    assert!(h.graph().edges.is_empty());
+    h.undo();
+    assert_eq!(h.graph().edges.len(), 1);
+    assert!(h.graph().nodes["b"].input("name").is_some());
+}
+
+#[test]
+fn paste_gives_fresh_ids_and_keeps_only_inner_wires() {
+    let mut h = three();
+    let r = rules();
+    h.apply(Command::connect(&r, h.graph(), &ep("a", "out"), &ep("b", "in")).unwrap()).unwrap();
+    h.apply(Command::connect(&r, h.graph(), &ep("b", "out"), &ep("c", "in")).unwrap()).unwrap();
+    let frag = copy(h.graph(), &["a".to_string(), "b".to_string()]);
+    assert_eq!(frag.nodes.len(), 2);
+    assert_eq!(frag.edges.len(), 1, "b → c leaves the selection and is not copied");
+    let text = frag.to_json();
+    let back = Fragment::from_json(&text).unwrap();
+    assert_eq!(back, frag);
+    assert!(Fragment::from_json("{\"nodes\": []}").is_none());
+    assert!(Fragment::from_json("not json").is_none());
+    let (cmd, ids) = paste(h.graph(), &back, Pos::new(40.0, 40.0), true);
+    h.apply(cmd).unwrap();
+    assert_eq!(ids, vec!["a_2".to_string(), "b_2".to_string()]);
+    assert_eq!(h.graph().nodes.len(), 5);
+    assert!(h.graph().contains_edge(&Edge::new(ep("a_2", "out"), ep("b_2", "in"))));
+    assert_eq!(h.graph().nodes["a_2"].pos, Pos::new(40.0, 40.0));
+    // Paste again: ids keep counting, into another graph too.
+    let (cmd, ids) = paste(h.graph(), &back, Pos::new(0.0, 0.0), true);
+    h.apply(cmd).unwrap();
+    assert_eq!(ids, vec!["a_3".to_string(), "b_3".to_string()]);
+    let mut other = History::new(Graph::new());
+    let (cmd, ids) = paste(other.graph(), &back, Pos::new(500.0, 500.0), false);
+    other.apply(cmd).unwrap();
+    assert_eq!(ids, vec!["a".to_string(), "b".to_string()]);
+    assert_eq!(other.graph().nodes["a"].pos, Pos::new(500.0, 500.0));
+    assert_eq!(h.undo_label(), Some("Paste 2 nodes"));
+}
+
+#[test]
+fn viewport_maths() {
+    let v = Viewport { x: 100.0, y: 50.0, zoom: 2.0 };
+    let w = Pos::new(10.0, 20.0);
+    assert_eq!(v.to_world(v.to_screen(w)), w);
+    let z = v.zoom_at(Pos::new(300.0, 200.0), 0.5);
+    assert_eq!(z.zoom, 1.0);
+    assert_eq!(z.to_world(Pos::new(300.0, 200.0)), v.to_world(Pos::new(300.0, 200.0)));
+    assert_eq!(v.zoom_at(Pos::new(0.0, 0.0), 100.0).zoom, leptos_flow::geometry::MAX_ZOOM);
+    let h = three();
+    let b = bounds(h.graph(), None).unwrap();
+    assert_eq!(b.x, 0.0);
+    assert_eq!(b.w, 800.0);
+    let fit = Viewport::fit(b, 1000.0, 600.0, 20.0);
+    let vis = fit.visible(1000.0, 600.0);
+    assert!(vis.x <= b.x && vis.x + vis.w >= b.x + b.w && vis.y <= b.y && vis.y + vis.h >= b.y + b.h);
+    let sel = nodes_in(h.graph(), &Rect::from_corners(Pos::new(250.0, -10.0), Pos::new(650.0, 10.0)));
+    assert_eq!(sel, vec!["b".to_string(), "c".to_string()]);
+    let p = port_pos_by_name(&h.graph().nodes["b"], true, "n").unwrap();
+    assert_eq!(p.x, 500.0);
+}
+
+#[test]
+fn tidy_layers_by_wire_depth_in_one_step() {
+    let mut h = three();
+    let r = rules();
+    // c → a → b
+    h.apply(Command::connect(&r, h.graph(), &ep("c", "out"), &ep("a", "in")).unwrap()).unwrap();
+    h.apply(Command::connect(&r, h.graph(), &ep("a", "out"), &ep("b", "in")).unwrap()).unwrap();
+    h.apply(tidy(h.graph())).unwrap();
+    let g = h.graph();
+    assert!(g.nodes["c"].pos.x < g.nodes["a"].pos.x && g.nodes["a"].pos.x < g.nodes["b"].pos.x);
+    assert_eq!(h.undo_label(), Some("Tidy up"));
+    h.undo();
+    assert_eq!(h.graph().nodes["a"].pos, Pos::new(0.0, 0.0));
+}
+
+#[test]
+fn fresh_ids() {
+    let h = three();
+    assert_eq!(h.graph().fresh_id("d"), "d");
+    assert_eq!(h.graph().fresh_id("a"), "a_2");
+    assert_eq!(h.graph().fresh_id(""), "node");
+}
+
+proptest! {
+    /// Any sequence of commands, undone all the way, gives back the first document; redone
+    /// all the way, the last.
+    #[test]
+    fn undo_all_then_redo_all_round_trips(script in proptest::collection::vec((0u8..5, 0usize..6, 0usize..6, 0usize..3), 1..30)) {
+        let mut h = three();
+        let r = rules();
+        let start = h.graph().clone();
+        let names = ["a", "b", "c", "d", "e", "f"];
+        let outs = ["out", "n", "flag"];
+        let mut steps = 0;
+        let ins = ["in", "value", "name"];
+        for (op, i, j, p) in script {
+            let g = h.graph().clone();
+            let cmd = match op {
+                0 => Some(Command::add("add", vec![node(&g.fresh_id(names[i]), j as f64 * 10.0)], vec![])),
+                1 => Command::connect(&r, &g, &ep(names[i], outs[p]), &ep(names[j], ins[p])).ok(),
+                2 => Some(Command::delete(&g, &[names[i].to_string()], &[])),
+                3 => Some(Command::moves(vec![(names[i].to_string(), Pos::new(j as f64, p as f64))])),
+                _ => {
+                    let (c, _) = paste(&g, &copy(&g, &[names[i].to_string(), names[j].to_string()]), Pos::new(5.0, 5.0), true);
+                    Some(c)
+                }
+            };
+            if let Some(cmd) = cmd {
+                let rev = h.revision();
+                if h.apply(cmd).is_ok() && h.revision() != rev {
+                    steps += 1;
+                }
+            }
+            // Invariant: no wire names a missing node.
+            for e in &h.graph().edges {
+                prop_assert!(h.graph().nodes.contains_key(&e.from.node) && h.graph().nodes.contains_key(&e.to.node));
+            }
+        }
+        let end = h.graph().clone();
+        for _ in 0..steps {
+            prop_assert!(h.undo().is_some());
+        }
+        prop_assert_eq!(h.graph(), &start);
+        prop_assert!(!h.is_dirty());
+        while h.can_redo() {
+            prop_assert!(h.redo().is_some());
+        }
+        prop_assert_eq!(h.graph(), &end);
+    }
+}
