@@ -209,6 +209,127 @@ fn init_py(gym_id: &str, module: &str, version: &str) -> String {
     )
 }
 
+/// Longest fixture text shown in [`python_preview`]; the package itself holds all of it.
+const PREVIEW_FIXTURE_CHARS: usize = 1_500;
+
+/// A read-only preview of what `bundle` compiles to, for the builder's code pane: the
+/// package's `__init__.py`, then the gym as the Python literals the package loads from
+/// `bundle.json` (`SPEC` with every default filled in, `FIXTURES` with long texts cut).
+///
+/// Deterministic, and any change to the spec (a node, a wire, a position) changes it.
+/// Works for any bundle, also one whose name could not name a package.
+pub fn python_preview(bundle: &GymBundle) -> String {
+    let spec = &bundle.spec;
+    let module = format!("hz440_{}", spec.name.replace('-', "_"));
+    let gym_id = format!("440hz/{}-v{}", spec.name, spec.version);
+    let version = format!("{}.0.0", spec.version);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "# Read-only preview of the Python package this gym compiles to (`hz gym compile`).\n\
+         # The package: pyproject.toml, src/{module}/ with the modules below and bundle.json.\n\n\
+         # ---- src/{module}/__init__.py\n"
+    ));
+    out.push_str(&init_py(&gym_id, &module, &version));
+    out.push_str(&format!("\n# ---- src/{module}/bundle.json, as the Python values env.py loads\n\n"));
+    let spec_value = serde_json::to_value(spec).unwrap_or(Value::Null);
+    out.push_str("SPEC = ");
+    py_literal(&spec_value, 0, &mut out);
+    out.push_str("\n\nFIXTURES = ");
+    let fixtures: serde_json::Map<String, Value> = bundle
+        .fixtures
+        .iter()
+        .map(|(name, content)| {
+            let shown = match content {
+                Value::String(s) if s.chars().count() > PREVIEW_FIXTURE_CHARS => {
+                    let cut: String = s.chars().take(PREVIEW_FIXTURE_CHARS).collect();
+                    Value::String(format!("{cut}… ({} more characters)", s.chars().count() - PREVIEW_FIXTURE_CHARS))
+                }
+                other => other.clone(),
+            };
+            (name.clone(), shown)
+        })
+        .collect();
+    py_literal(&Value::Object(fixtures), 0, &mut out);
+    out.push('\n');
+    out
+}
+
+/// A Python string literal. JSON's string escapes (`\"`, `\\`, `\n`, `\uXXXX`, ...) are
+/// also Python's, so the JSON form is a valid Python literal.
+fn py_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
+}
+
+fn py_indent(level: usize, out: &mut String) {
+    for _ in 0..level {
+        out.push_str("    ");
+    }
+}
+
+/// Render a JSON value as a readable Python literal (4-space indent, trailing commas,
+/// `True`/`False`/`None`, multi-line texts as implicitly concatenated lines).
+fn py_literal(v: &Value, level: usize, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("None"),
+        Value::Bool(true) => out.push_str("True"),
+        Value::Bool(false) => out.push_str("False"),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) if s.trim_end_matches('\n').contains('\n') => {
+            out.push_str("(\n");
+            let lines: Vec<&str> = s.split_inclusive('\n').collect();
+            for line in lines {
+                py_indent(level + 1, out);
+                out.push_str(&py_str(line));
+                out.push('\n');
+            }
+            py_indent(level, out);
+            out.push(')');
+        }
+        Value::String(s) => out.push_str(&py_str(s)),
+        Value::Array(items) if items.is_empty() => out.push_str("[]"),
+        Value::Array(items) => {
+            let scalars =
+                items.iter().all(|x| !x.is_array() && !x.is_object() && !x.as_str().is_some_and(|s| s.contains('\n')));
+            if scalars {
+                let mut inline = String::new();
+                for (i, x) in items.iter().enumerate() {
+                    if i > 0 {
+                        inline.push_str(", ");
+                    }
+                    py_literal(x, level, &mut inline);
+                }
+                if inline.len() <= 80 {
+                    out.push('[');
+                    out.push_str(&inline);
+                    out.push(']');
+                    return;
+                }
+            }
+            out.push_str("[\n");
+            for x in items {
+                py_indent(level + 1, out);
+                py_literal(x, level + 1, out);
+                out.push_str(",\n");
+            }
+            py_indent(level, out);
+            out.push(']');
+        }
+        Value::Object(map) if map.is_empty() => out.push_str("{}"),
+        Value::Object(map) => {
+            out.push_str("{\n");
+            for (k, x) in map {
+                py_indent(level + 1, out);
+                out.push_str(&py_str(k));
+                out.push_str(": ");
+                py_literal(x, level + 1, out);
+                out.push_str(",\n");
+            }
+            py_indent(level, out);
+            out.push('}');
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,5 +397,74 @@ mod tests {
     #[test]
     fn toml_strings_are_escaped() {
         assert_eq!(toml_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+    }
+
+    #[test]
+    fn preview_shows_init_and_the_spec_as_python() {
+        let mut b = bundle("my-gym");
+        b.spec.description = "two\nlines".into();
+        let text = python_preview(&b);
+        assert!(text.contains("GYM_ID = \"440hz/my-gym-v3\""), "{text}");
+        assert!(text.contains("# ---- src/hz440_my_gym/__init__.py"), "{text}");
+        assert!(text.contains("SPEC = {\n    \"spec_version\": 1,"), "{text}");
+        assert!(text.contains("\"invalid_action_penalty\": -0.1,"), "defaults are filled in: {text}");
+        assert!(text.contains("(\n        \"two\\n\"\n        \"lines\"\n    )"), "{text}");
+        assert!(text.contains("\"doc\": \"naïve ✓\""), "{text}");
+        assert_eq!(python_preview(&b), text, "deterministic");
+    }
+
+    #[test]
+    fn preview_changes_with_the_graph() {
+        let node = |x: f64| {
+            GymBundle::from_value(
+                json!({
+                    "spec_version": 1, "name": "g", "max_steps": 2, "tasks": [{"id": "a"}],
+                    "nodes": [{"id": "r", "kind": "reward", "value": 1.0, "position": {"x": x, "y": 0.0}}], "edges": []
+                }),
+                None,
+            )
+            .unwrap()
+        };
+        assert_ne!(python_preview(&node(0.0)), python_preview(&node(10.0)));
+        let mut wired = node(0.0);
+        wired.spec.edges.push(
+            serde_json::from_value(json!({"from": {"node": "r", "port": "out"}, "to": {"node": "r", "port": "in"}}))
+                .unwrap(),
+        );
+        assert_ne!(python_preview(&node(0.0)), python_preview(&wired));
+    }
+
+    #[test]
+    fn preview_literals_are_python_and_round_trip() {
+        let b = GymBundle::from_value(
+            json!({
+                "spec_version": 1, "name": "g", "max_steps": 2,
+                "tasks": [{"id": "a", "flag": true, "none": null, "n": [1, 2.5, -3], "q": "say \"hi\"\\n\ttab\nnext\n"}],
+                "fixtures": {"big": {"kind": "text", "inline": "x".repeat(PREVIEW_FIXTURE_CHARS + 7)}},
+                "nodes": [], "edges": []
+            }),
+            None,
+        )
+        .unwrap();
+        let text = python_preview(&b);
+        assert!(text.contains("\"flag\": True") && text.contains("\"none\": None"), "{text}");
+        assert!(text.contains("… (7 more characters)"), "long fixtures are cut");
+        // When a Python is at hand, the literal must evaluate to the spec itself.
+        let spec_src = text.split("SPEC = ").nth(1).and_then(|s| s.split("\n\nFIXTURES = ").next()).unwrap();
+        let script = "import ast, json, sys\nprint(json.dumps(ast.literal_eval(sys.stdin.read())))";
+        let Ok(mut child) = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+        else {
+            return;
+        };
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(spec_src.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let back: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(back, serde_json::to_value(&b.spec).unwrap());
     }
 }

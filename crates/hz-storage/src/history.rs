@@ -57,7 +57,7 @@ pub enum CommitOutcome {
 }
 
 /// A changed field: where, before, after.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
     pub field: String,
     pub before: Value,
@@ -65,7 +65,7 @@ pub struct FieldChange {
 }
 
 /// Node-level difference between two versions.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GymDiff {
     pub fields: Vec<FieldChange>,
     pub nodes_added: Vec<String>,
