@@ -36,6 +36,17 @@ enum Cmd {
     },
     /// Install what is missing, run nothing else.
     Setup,
+    /// Build the desktop UI (Leptos → wasm, bound with wasm-bindgen, Monaco bundled) into ui/dist.
+    Ui {
+        /// Optimised wasm (slower to build, smaller and faster to run).
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build the UI and the desktop app, then launch it (the Gym Builder on embedded defaults).
+    App {
+        #[arg(long)]
+        release: bool,
+    },
     /// Run the spec-parser fuzz target for a bounded time.
     Fuzz {
         #[arg(long, default_value_t = 60)]
@@ -51,6 +62,14 @@ fn main() -> Result<()> {
         Cmd::Setup => setup(true),
         Cmd::Demo { gym } => demo(&gym),
         Cmd::Ci { fuzz_seconds } => ci(fuzz_seconds),
+        Cmd::Ui { release } => {
+            setup(false)?;
+            build_ui(release)
+        }
+        Cmd::App { release } => {
+            setup(false)?;
+            launch_app(release)
+        }
         Cmd::Fuzz { seconds } => {
             setup(true)?;
             fuzz(seconds)
@@ -91,12 +110,41 @@ fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
-/// Debian packages needed to build (a C compiler for bundled SQLite, pkg-config).
-const APT_PACKAGES: &[&str] = &["build-essential", "pkg-config"];
+/// Debian packages needed to build: a C compiler for bundled SQLite, pkg-config, the
+/// system libraries of the Tauri shell (WebKitGTK 4.1 and friends), and Node/npm for the
+/// bundled Monaco editor package.
+const APT_PACKAGES: &[&str] = &[
+    "build-essential",
+    "pkg-config",
+    "libwebkit2gtk-4.1-dev",
+    "libgtk-3-dev",
+    "libayatana-appindicator3-dev",
+    "librsvg2-dev",
+    "libssl-dev",
+    "libxdo-dev",
+    "libsoup-3.0-dev",
+    "libjavascriptcoregtk-4.1-dev",
+    "nodejs",
+    "npm",
+];
 
 /// More for the tests: the OCI image checks (skopeo, umoci, bubblewrap, runc) and the
 /// Python face (a Python with venv).
-const APT_TEST_PACKAGES: &[&str] = &["skopeo", "umoci", "bubblewrap", "runc", "python3", "python3-venv"];
+/// Python face (a Python with venv), and the desktop end-to-end and component tests (a
+/// virtual display, WebKitGTK's WebDriver, headless Chromium and its driver).
+const APT_TEST_PACKAGES: &[&str] = &[
+    "skopeo",
+    "umoci",
+    "bubblewrap",
+    "runc",
+    "python3",
+    "python3-venv",
+    "xvfb",
+    "xauth",
+    "webkit2gtk-driver",
+    "chromium",
+    "chromium-driver",
+];
 
 fn setup(for_tests: bool) -> Result<()> {
     step("setup: system packages");
@@ -105,6 +153,8 @@ fn setup(for_tests: bool) -> Result<()> {
     let missing: Vec<&str> = wanted
         .iter()
         .copied()
+        // Node and npm may come from elsewhere than Debian's packages: a working command is enough.
+        .filter(|p| !((*p == "nodejs" && have("node")) || (*p == "npm" && have("npm"))))
         .filter(|p| {
             !Command::new("dpkg")
                 .args(["-s", p])
@@ -123,7 +173,15 @@ fn setup(for_tests: bool) -> Result<()> {
     } else {
         bail!("missing Debian packages; run:\n    sudo apt-get install -y {}", missing.join(" "));
     }
+    ensure_wasm_tools()?;
     if for_tests {
+        step("setup: tauri-driver");
+        if have("tauri-driver") {
+            println!("    tauri-driver present");
+        } else {
+            // crates.io also serves 3.0 alphas: stay on 2.x.
+            run(Command::new("cargo").args(["install", "tauri-driver", "--version", "^2", "--locked"]))?;
+        }
         step("setup: cargo-fuzz");
         if have("cargo-fuzz") {
             println!("    cargo-fuzz present");
@@ -134,9 +192,165 @@ fn setup(for_tests: bool) -> Result<()> {
     Ok(())
 }
 
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"))
+}
+
 fn hz() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
-    target.join("release").join("hz")
+    target_dir().join("release").join("hz")
+}
+
+fn cache_dir() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).context("HOME is not set")?;
+    Ok(home.join(".cache").join("440hz"))
+}
+
+/// The version of a package in Cargo.lock (the wasm-bindgen CLI must match the library).
+fn locked_version(name: &str) -> Result<String> {
+    let lock = std::fs::read_to_string("Cargo.lock").context("reading Cargo.lock")?;
+    let needle = format!("name = \"{name}\"\nversion = \"");
+    let at = lock.find(&needle).with_context(|| format!("{name} is not in Cargo.lock"))? + needle.len();
+    Ok(lock[at..].split('"').next().unwrap_or_default().to_string())
+}
+
+/// The wasm32 target and the wasm-bindgen CLI of exactly the locked version.
+fn ensure_wasm_tools() -> Result<()> {
+    step("setup: wasm32 target and wasm-bindgen CLI");
+    let targets = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    match targets {
+        Ok(o) if !String::from_utf8_lossy(&o.stdout).contains("wasm32-unknown-unknown") => {
+            run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+        }
+        Ok(_) => println!("    wasm32-unknown-unknown present"),
+        Err(_) => println!("    no rustup: assuming the toolchain has wasm32-unknown-unknown"),
+    }
+    let want = locked_version("wasm-bindgen")?;
+    let have_version = Command::new("wasm-bindgen")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if have_version.ends_with(&want) {
+        println!("    {have_version}");
+    } else {
+        // Not --locked: the CLI's own lock names crate versions the registry may lack.
+        run(Command::new("cargo").args(["install", "wasm-bindgen-cli", "--version", &want]))?;
+    }
+    Ok(())
+}
+
+/// The npm packages the UI bundles (Monaco) or the build uses (Tauri's CLI for the .deb),
+/// installed once under the cache.
+const NPM_PACKAGES: &[&str] = &["monaco-editor@0.57.0", "@tauri-apps/cli@2.12.5"];
+
+fn npm_dir() -> Result<PathBuf> {
+    let dir = cache_dir()?.join("npm");
+    let marker = dir.join(".installed");
+    let want = NPM_PACKAGES.join(" ");
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(want.as_str()) {
+        step("setup: npm packages (Monaco editor, Tauri CLI)");
+        std::fs::create_dir_all(&dir)?;
+        run(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--no-save", "--prefix"])
+            .arg(&dir)
+            .args(NPM_PACKAGES))?;
+        std::fs::write(&marker, &want)?;
+    }
+    Ok(dir)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let dest = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest).with_context(|| format!("copying to {}", dest.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Build ui/ to wasm, bind it, and assemble ui/dist with the page, styles and Monaco.
+fn build_ui(release: bool) -> Result<()> {
+    let npm = npm_dir()?;
+    step("build the UI (wasm)");
+    let mut cargo = Command::new("cargo");
+    cargo.args(["build", "-p", "hz-ui", "--lib", "--target", "wasm32-unknown-unknown"]);
+    if release {
+        cargo.arg("--release");
+    }
+    run(&mut cargo)?;
+    let wasm = target_dir()
+        .join("wasm32-unknown-unknown")
+        .join(if release { "release" } else { "debug" })
+        .join("hz_ui.wasm");
+    let dist = PathBuf::from("ui").join("dist");
+    if dist.exists() {
+        std::fs::remove_dir_all(&dist)?;
+    }
+    std::fs::create_dir_all(&dist)?;
+    run(Command::new("wasm-bindgen")
+        .args(["--target", "web", "--no-typescript", "--out-name", "hz_ui", "--out-dir"])
+        .arg(&dist)
+        .arg(&wasm))?;
+    std::fs::copy("ui/index.html", dist.join("index.html"))?;
+    std::fs::copy("ui/style.css", dist.join("style.css"))?;
+    copy_tree(Path::new("ui/public"), &dist)?;
+    let vs = npm.join("node_modules").join("monaco-editor").join("min").join("vs");
+    copy_tree(&vs, &dist.join("monaco").join("vs"))?;
+    // Monaco's workers are hashed file names: map its worker labels to them, so the editor
+    // starts its workers from this origin (the CSP allows no remote or inline script).
+    let mut workers = Vec::new();
+    for entry in std::fs::read_dir(vs.join("assets"))? {
+        let name = entry?.file_name().to_string_lossy().to_string();
+        if let Some((label, _)) = name.split_once(".worker-") {
+            workers.push(format!("{label:?}: \"monaco/vs/assets/{name}\""));
+        }
+    }
+    workers.sort();
+    let env = format!(
+        "// Generated by cargo xtask ui: where Monaco finds its workers.\n\
+         self.MonacoEnvironment = {{\n  workers: {{ {} }},\n  getWorker: function (_id, label) {{\n    \
+         var w = this.workers;\n    var url = w[label] || (label === 'typescript' || label === 'javascript' ? w.ts : null) || w.editor;\n    \
+         return new Worker(url, {{ type: 'module', name: label }});\n  }}\n}};\n",
+        workers.join(", ")
+    );
+    std::fs::write(dist.join("monaco-env.js"), env)?;
+    println!("    ui/dist ready");
+    Ok(())
+}
+
+fn app_binary(release: bool) -> PathBuf {
+    target_dir().join(if release { "release" } else { "debug" }).join("440hz")
+}
+
+/// Build the UI, then the desktop app (which embeds ui/dist).
+fn build_app(release: bool) -> Result<PathBuf> {
+    build_ui(release)?;
+    step("build the desktop app");
+    let mut cargo = Command::new("cargo");
+    cargo.args(["build", "-p", "hz-desktop"]);
+    if release {
+        cargo.arg("--release");
+    }
+    run(&mut cargo)?;
+    Ok(app_binary(release))
+}
+
+fn launch_app(release: bool) -> Result<()> {
+    let bin = build_app(release)?;
+    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+        bail!(
+            "no display to open the window on (DISPLAY and WAYLAND_DISPLAY are unset); \
+             run it under a virtual one: xvfb-run -a {}",
+            bin.display()
+        );
+    }
+    step("launch 440hz");
+    run(&mut Command::new(bin))
 }
 
 fn templates() -> Result<Vec<PathBuf>> {

@@ -1,5 +1,6 @@
 //! The document without a browser: commands, undo/redo, the saved marker, wire rules,
 //! copy/paste and geometry.
+#![cfg(not(target_arch = "wasm32"))]
 
 use leptos_flow::clipboard::{copy, paste};
 use leptos_flow::geometry::{bounds, nodes_in, port_pos_by_name, tidy, Rect, Viewport};

@@ -1,0 +1,885 @@
+//! The canvas: world layer (wires in SVG, nodes as HTML), pointer interactions, keyboard
+//! shortcuts, node search, minimap. Only nodes and wires near the visible area are in the
+//! DOM; when zoomed out, nodes are drawn as plain boxes.
+
+use super::state::{Drag, FlowState, NodeSig, SearchPopup, WireDrag, GRID};
+use super::{SHORTCUTS, STYLE};
+use crate::geometry::{self, node_height, port_pos, Rect, Viewport, NODE_WIDTH};
+use crate::model::{Edge, Endpoint, Pos};
+use leptos::ev;
+use leptos::html;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+
+/// Zoom below which nodes are drawn as plain boxes.
+const SIMPLE_ZOOM: f64 = 0.5;
+/// How close (screen px) the pointer must be to a port for a wire to snap to it.
+const SNAP_PX: f64 = 18.0;
+
+fn local_pos(canvas: &web_sys::HtmlElement, x: i32, y: i32) -> Pos {
+    let r = canvas.get_bounding_client_rect();
+    Pos::new(x as f64 - r.left(), y as f64 - r.top())
+}
+
+fn in_rect(canvas: &web_sys::HtmlElement, x: i32, y: i32) -> bool {
+    let r = canvas.get_bounding_client_rect();
+    let (x, y) = (x as f64, y as f64);
+    x >= r.left() && x <= r.right() && y >= r.top() && y <= r.bottom()
+}
+
+/// Whether a key event comes from a text field (shortcuts must not fire while typing).
+fn typing(ev: &web_sys::KeyboardEvent) -> bool {
+    ev.target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        .map(|el| {
+            let tag = el.tag_name().to_lowercase();
+            tag == "input" || tag == "textarea" || tag == "select" || el.closest(".monaco-editor").ok().flatten().is_some()
+        })
+        .unwrap_or(false)
+}
+
+/// The nearest port on the opposite side of a wire drag, within snapping distance.
+fn snap_target(state: &FlowState, w: &WireDrag, zoom: f64) -> Option<(Endpoint, String)> {
+    let limit = SNAP_PX / zoom;
+    let mut best: Option<(f64, Endpoint, String)> = None;
+    state.with_graph(|g| {
+        for n in g.nodes.values() {
+            let r = geometry::node_rect(n);
+            if w.pointer.x < r.x - limit
+                || w.pointer.x > r.x + r.w + limit
+                || w.pointer.y < r.y - limit
+                || w.pointer.y > r.y + r.h + limit
+            {
+                continue;
+            }
+            let ports = if w.from_output { &n.inputs } else { &n.outputs };
+            for (i, p) in ports.iter().enumerate() {
+                let at = port_pos(n, !w.from_output, i);
+                let d = ((at.x - w.pointer.x).powi(2) + (at.y - w.pointer.y).powi(2)).sqrt();
+                if d <= limit && best.as_ref().is_none_or(|b| d < b.0) {
+                    best = Some((d, Endpoint::new(&n.id, &p.name), p.ty.clone()));
+                }
+            }
+        }
+    });
+    best.map(|(_, e, t)| (e, t))
+}
+
+/// Output end first.
+fn oriented(w: &WireDrag, target: &Endpoint) -> (Endpoint, Endpoint) {
+    if w.from_output {
+        (w.anchor.clone(), target.clone())
+    } else {
+        (target.clone(), w.anchor.clone())
+    }
+}
+
+fn wire_path(a: Pos, b: Pos) -> String {
+    let dx = ((b.x - a.x).abs() / 2.0).max(40.0);
+    format!("M {:.1} {:.1} C {:.1} {:.1}, {:.1} {:.1}, {:.1} {:.1}", a.x, a.y, a.x + dx, a.y, b.x - dx, b.y, b.x, b.y)
+}
+
+#[component]
+pub fn FlowCanvas(state: FlowState) -> impl IntoView {
+    let canvas: NodeRef<html::Div> = NodeRef::new();
+    let drag = state.drag;
+
+    let measure = move || {
+        if let Some(el) = canvas.get_untracked() {
+            let r = el.get_bounding_client_rect();
+            let size = (r.width().max(1.0), r.height().max(1.0));
+            if state.size.get_untracked() != size {
+                state.size.set(size);
+            }
+        }
+    };
+    canvas.on_load(move |_| {
+        measure();
+        request_animation_frame(move || {
+            measure();
+            state.fit_view();
+        });
+    });
+    let resize = window_event_listener(ev::resize, move |_| measure());
+    on_cleanup(move || resize.remove());
+
+    // Pointer moves and releases are tracked on the window so a drag survives leaving the canvas.
+    let moves = window_event_listener(ev::mousemove, move |ev| {
+        let Some(el) = canvas.get_untracked() else { return };
+        let el: &web_sys::HtmlElement = &el;
+        if let Some((item, _)) = state.palette_drag.get_untracked() {
+            state.palette_drag.set(Some((item, Pos::new(ev.client_x() as f64, ev.client_y() as f64))));
+            return;
+        }
+        let p = local_pos(el, ev.client_x(), ev.client_y());
+        let vp = state.viewport.get_untracked();
+        let world = vp.to_world(p);
+        let mut current = drag.get_value();
+        match &mut current {
+            Some(Drag::Pan { start, vp, moved }) => {
+                *moved |= (p.x - start.x).abs() + (p.y - start.y).abs() > 2.0;
+                state.viewport.set(Viewport { x: vp.x + p.x - start.x, y: vp.y + p.y - start.y, zoom: vp.zoom });
+            }
+            Some(Drag::Nodes { start, starts, moved }) => {
+                let (dx, dy) = (world.x - start.x, world.y - start.y);
+                *moved |= dx.abs() + dy.abs() > 1.0 / vp.zoom;
+                state.nodes.with_untracked(|m| {
+                    for (id, s) in starts.iter() {
+                        if let Some(sig) = m.get(id) {
+                            sig.pos.set(Pos::new(s.x + dx, s.y + dy));
+                        }
+                    }
+                });
+            }
+            Some(Drag::Wire) => {
+                if let Some(mut w) = state.wire.get_untracked() {
+                    w.pointer = world;
+                    w.target = snap_target(&state, &w, vp.zoom).map(|(t, _)| {
+                        let (a, b) = oriented(&w, &t);
+                        let rules = state.rules();
+                        let ok = state.with_graph(|g| rules.check(g, &a, &b).map(|_| ()).map_err(|e| e.to_string()));
+                        (t, ok)
+                    });
+                    state.wire.set(Some(w));
+                }
+            }
+            Some(Drag::Box { start, .. }) => state.box_select.set(Some(Rect::from_corners(*start, world))),
+            None => return,
+        }
+        drag.set_value(current);
+    });
+    let ups = window_event_listener(ev::mouseup, move |ev| {
+        let Some(el) = canvas.get_untracked() else { return };
+        let el: &web_sys::HtmlElement = &el;
+        if let Some((item, _)) = state.palette_drag.get_untracked() {
+            state.palette_drag.set(None);
+            if in_rect(el, ev.client_x(), ev.client_y()) {
+                let p = local_pos(el, ev.client_x(), ev.client_y());
+                let world = state.to_world(p);
+                state.add_from_palette(&item, Pos::new(world.x - NODE_WIDTH / 2.0, world.y - 15.0));
+                let _ = el.focus();
+            }
+            return;
+        }
+        let p = local_pos(el, ev.client_x(), ev.client_y());
+        match drag.get_value() {
+            Some(Drag::Pan { moved, .. }) => {
+                if !moved {
+                    state.select_only([]);
+                    state.search.set(None);
+                }
+            }
+            Some(Drag::Nodes { starts, moved, .. }) => {
+                if moved {
+                    let moves: Vec<(String, Pos)> = state.nodes.with_untracked(|m| {
+                        starts.iter().filter_map(|(id, _)| m.get(id).map(|s| (id.clone(), s.pos.get_untracked()))).collect()
+                    });
+                    let _ = state.apply(crate::Command::moves(moves));
+                }
+            }
+            Some(Drag::Wire) => {
+                if let Some(w) = state.wire.get_untracked() {
+                    match &w.target {
+                        Some((t, _)) => {
+                            let (a, b) = oriented(&w, t);
+                            let _ = state.connect(&a, &b);
+                        }
+                        None => state.search.set(Some(SearchPopup {
+                            world: w.pointer,
+                            screen: p,
+                            wire: Some((w.anchor.clone(), w.from_output, w.anchor_type.clone())),
+                        })),
+                    }
+                }
+                state.wire.set(None);
+            }
+            Some(Drag::Box { additive, .. }) => {
+                if let Some(r) = state.box_select.get_untracked() {
+                    let hit = state.with_graph(|g| geometry::nodes_in(g, &r));
+                    if additive {
+                        state.selection.update(|s| s.extend(hit));
+                    } else {
+                        state.select_only(hit);
+                    }
+                }
+                state.box_select.set(None);
+            }
+            None => {}
+        }
+        drag.set_value(None);
+    });
+    on_cleanup(move || {
+        moves.remove();
+        ups.remove();
+    });
+
+    let on_canvas_down = move |ev: ev::MouseEvent| {
+        let Some(el) = canvas.get_untracked() else { return };
+        let _ = el.focus();
+        let p = local_pos(&el, ev.client_x(), ev.client_y());
+        if ev.button() == 1 || (ev.button() == 0 && !ev.shift_key()) {
+            ev.prevent_default();
+            drag.set_value(Some(Drag::Pan { start: p, vp: state.viewport.get_untracked(), moved: false }));
+        } else if ev.button() == 0 {
+            ev.prevent_default();
+            let w = state.to_world(p);
+            drag.set_value(Some(Drag::Box { start: w, additive: true }));
+            state.box_select.set(Some(Rect::from_corners(w, w)));
+        }
+    };
+    let on_wheel = move |ev: ev::WheelEvent| {
+        let Some(el) = canvas.get_untracked() else { return };
+        ev.prevent_default();
+        let p = local_pos(&el, ev.client_x(), ev.client_y());
+        let factor = (-ev.delta_y() * if ev.delta_mode() == 1 { 0.05 } else { 0.0015 }).exp();
+        state.viewport.update(|v| *v = v.zoom_at(p, factor));
+    };
+    let on_dblclick = move |ev: ev::MouseEvent| {
+        let Some(el) = canvas.get_untracked() else { return };
+        let is_bg = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .map(|t| t.class_list().contains("lf-canvas") || t.class_list().contains("lf-wires"))
+            .unwrap_or(false);
+        if is_bg {
+            let p = local_pos(&el, ev.client_x(), ev.client_y());
+            state.search.set(Some(SearchPopup { world: state.to_world(p), screen: p, wire: None }));
+        }
+    };
+    let on_key = move |ev: ev::KeyboardEvent| {
+        if typing(&ev) {
+            return;
+        }
+        let ctrl = ev.ctrl_key() || ev.meta_key();
+        let key = ev.key();
+        let step = if ev.shift_key() { 1.0 } else { GRID };
+        let handled = match (ctrl, key.as_str()) {
+            (false, "Delete") | (false, "Backspace") => {
+                state.delete_selection();
+                true
+            }
+            (true, "z") | (true, "Z") if ev.shift_key() => {
+                state.redo();
+                true
+            }
+            (true, "z") => {
+                state.undo();
+                true
+            }
+            (true, "y") => {
+                state.redo();
+                true
+            }
+            (true, "c") => {
+                state.copy_selection();
+                true
+            }
+            (true, "x") => {
+                state.cut_selection();
+                true
+            }
+            (true, "v") => {
+                state.paste(None, None);
+                true
+            }
+            (true, "d") => {
+                state.duplicate();
+                true
+            }
+            (true, "a") => {
+                state.select_all();
+                true
+            }
+            (true, "L") | (true, "l") if ev.shift_key() => {
+                state.tidy();
+                true
+            }
+            (false, "ArrowLeft") => {
+                state.nudge(-step, 0.0);
+                true
+            }
+            (false, "ArrowRight") => {
+                state.nudge(step, 0.0);
+                true
+            }
+            (false, "ArrowUp") => {
+                state.nudge(0.0, -step);
+                true
+            }
+            (false, "ArrowDown") => {
+                state.nudge(0.0, step);
+                true
+            }
+            (false, "f") => {
+                state.fit_view();
+                true
+            }
+            (false, "F") => {
+                state.fit_selection();
+                true
+            }
+            (false, "Escape") => {
+                state.search.set(None);
+                state.show_shortcuts.set(false);
+                state.wire.set(None);
+                drag.set_value(None);
+                state.select_only([]);
+                true
+            }
+            (false, "?") => {
+                state.show_shortcuts.update(|s| *s = !*s);
+                true
+            }
+            (false, " ") => {
+                let (w, h) = state.size.get_untracked();
+                let screen = Pos::new(w / 2.0 - 120.0, h / 3.0);
+                state.search.set(Some(SearchPopup { world: state.to_world(screen), screen, wire: None }));
+                true
+            }
+            _ => false,
+        };
+        if handled {
+            ev.prevent_default();
+            ev.stop_propagation();
+        }
+    };
+
+    let visible_rect = Memo::new(move |_| {
+        let (w, h) = state.size.get();
+        let r = state.viewport.get().visible(w, h);
+        let m = 100.0;
+        Rect { x: r.x - m, y: r.y - m, w: r.w + 2.0 * m, h: r.h + 2.0 * m }
+    });
+    let visible_nodes = Memo::new(move |_| {
+        let r = visible_rect.get();
+        state.nodes.with(|m| {
+            m.iter()
+                .filter(|(_, s)| {
+                    let p = s.pos.get();
+                    let h = s.node.with(node_height);
+                    Rect { x: p.x, y: p.y, w: NODE_WIDTH, h }.intersects(&r)
+                })
+                .map(|(k, _)| k.clone())
+                .collect::<Vec<_>>()
+        })
+    });
+    let visible_edges = Memo::new(move |_| {
+        let r = visible_rect.get();
+        let nodes = state.nodes.get();
+        state.edges.with(|edges| {
+            edges
+                .iter()
+                .filter(|e| {
+                    let (Some(a), Some(b)) = (nodes.get(&e.from.node), nodes.get(&e.to.node)) else { return false };
+                    let (pa, pb) = (a.pos.get(), b.pos.get());
+                    let x = pa.x.min(pb.x);
+                    let y = pa.y.min(pb.y);
+                    let bx = Rect { x, y, w: (pa.x - pb.x).abs() + NODE_WIDTH, h: (pa.y - pb.y).abs() + 200.0 };
+                    bx.intersects(&r)
+                })
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+    });
+    let simple = Memo::new(move |_| state.viewport.get().zoom < SIMPLE_ZOOM);
+    let world_style = move || {
+        let v = state.viewport.get();
+        format!("transform: translate({:.2}px, {:.2}px) scale({:.4});", v.x, v.y, v.zoom)
+    };
+
+    view! {
+        <div
+            class="lf-canvas"
+            class:lf-readonly=move || state.readonly.get()
+            tabindex="0"
+            node_ref=canvas
+            on:mousedown=on_canvas_down
+            on:wheel=on_wheel
+            on:dblclick=on_dblclick
+            on:keydown=on_key
+        >
+            <style>{STYLE}</style>
+            <div class="lf-world" style=world_style>
+                <svg class="lf-wires" width="1" height="1">
+                    <For
+                        each=move || visible_edges.get()
+                        key=|e: &Edge| e.key()
+                        children=move |e: Edge| view! { <EdgeView state edge=e /> }
+                    />
+                    {move || {
+                        state
+                            .wire
+                            .get()
+                            .and_then(|w| {
+                                let sig = state.nodes.with_untracked(|m| m.get(&w.anchor.node).copied())?;
+                                let a = sig.node.with(|n| geometry::port_pos_by_name(n, w.from_output, &w.anchor.port))?;
+                                let end = w.target.as_ref().and_then(|(t, _)| {
+                                    let s = state.nodes.with_untracked(|m| m.get(&t.node).copied())?;
+                                    s.node.with(|n| geometry::port_pos_by_name(n, !w.from_output, &t.port))
+                                }).unwrap_or(w.pointer);
+                                let bad = matches!(w.target, Some((_, Err(_))));
+                                let (p, q) = if w.from_output { (a, end) } else { (end, a) };
+                                Some(view! {
+                                    <path
+                                        class="lf-wire lf-wire-drag"
+                                        class:lf-wire-bad=bad
+                                        d=wire_path(p, q)
+                                    />
+                                })
+                            })
+                    }}
+                </svg>
+                <For
+                    each=move || visible_nodes.get()
+                    key=|id: &String| id.clone()
+                    children=move |id: String| view! { <NodeView state id simple /> }
+                />
+                {move || {
+                    state.box_select.get().map(|r| {
+                        view! {
+                            <div
+                                class="lf-box-select"
+                                style=format!("left:{}px;top:{}px;width:{}px;height:{}px", r.x, r.y, r.w, r.h)
+                            ></div>
+                        }
+                    })
+                }}
+            </div>
+            {move || {
+                state.wire.get().and_then(|w| w.target).and_then(|(_, ok)| ok.err()).map(|why| {
+                    view! { <div class="lf-wire-reason">{format!("✕ {why}")}</div> }
+                })
+            }}
+            {move || {
+                state.notice.get().map(|n| {
+                    view! {
+                        <div class="lf-notice" class:lf-notice-error=n.error role="status">
+                            {n.text}
+                        </div>
+                    }
+                })
+            }}
+            {move || state.search.get().map(|popup| view! { <NodeSearch state popup /> })}
+            {move || {
+                state.show_shortcuts.get().then(|| {
+                    view! {
+                        <div class="lf-shortcuts" on:mousedown=|ev| ev.stop_propagation()>
+                            <h3>"Keyboard shortcuts"</h3>
+                            <table>
+                                {SHORTCUTS
+                                    .iter()
+                                    .map(|(k, d)| view! { <tr><td class="lf-key">{*k}</td><td>{*d}</td></tr> })
+                                    .collect_view()}
+                            </table>
+                        </div>
+                    }
+                })
+            }}
+            {move || {
+                state.palette_drag.get().map(|(item, p)| {
+                    let local = canvas.get_untracked().map(|el| local_pos(&el, p.x as i32, p.y as i32)).unwrap_or(p);
+                    view! {
+                        <div class="lf-ghost" style=format!("left:{}px;top:{}px", local.x - 60.0, local.y - 12.0)>
+                            {item.title}
+                        </div>
+                    }
+                })
+            }}
+            <Minimap state />
+        </div>
+    }
+}
+
+#[component]
+fn EdgeView(state: FlowState, edge: Edge) -> impl IntoView {
+    let sigs = state.nodes.with_untracked(|m| (m.get(&edge.from.node).copied(), m.get(&edge.to.node).copied()));
+    let (Some(a), Some(b)) = sigs else {
+        return ().into_any();
+    };
+    let key = edge.key();
+    let key2 = key.clone();
+    let key_attr = key.clone();
+    let from_port = edge.from.port.clone();
+    let to_port = edge.to.port.clone();
+    let ty = a.node.with_untracked(|n| n.output(&edge.from.port).map(|p| p.ty.clone()).unwrap_or_default());
+    let d = move || {
+        let pa = a.pos.get();
+        let pb = b.pos.get();
+        let (Some(ia), Some(ib)) = (
+            a.node.with(|n| n.outputs.iter().position(|p| p.name == from_port)),
+            b.node.with(|n| n.inputs.iter().position(|p| p.name == to_port)),
+        ) else {
+            return String::new();
+        };
+        let (ha, hb) = (a.node.with(|n| n.clone()), b.node.with(|n| n.clone()));
+        let mut na = ha;
+        na.pos = pa;
+        let mut nb = hb;
+        nb.pos = pb;
+        wire_path(port_pos(&na, true, ia), port_pos(&nb, false, ib))
+    };
+    let d2 = d.clone();
+    let selected = move || state.selected_edges.with(|s| s.contains(&key));
+    view! {
+        <g class="lf-edge" data-edge=key_attr>
+            <path
+                class="lf-wire-hit"
+                d=d2
+                on:mousedown=move |ev| {
+                    ev.stop_propagation();
+                    if ev.shift_key() {
+                        state.selected_edges.update(|s| {
+                            s.insert(key2.clone());
+                        });
+                    } else {
+                        state.selection.set(Default::default());
+                        state.selected_edges.set([key2.clone()].into_iter().collect());
+                    }
+                }
+            />
+            <path class=format!("lf-wire lf-type-{ty}") class:lf-wire-selected=selected d=d />
+        </g>
+    }
+    .into_any()
+}
+
+#[component]
+fn NodeView(state: FlowState, id: String, simple: Memo<bool>) -> impl IntoView {
+    let Some(sig): Option<NodeSig> = state.nodes.with_untracked(|m| m.get(&id).copied()) else {
+        return ().into_any();
+    };
+    let id_sel = id.clone();
+    let selected = Memo::new(move |_| state.selection.with(|s| s.contains(&id_sel)));
+    let style = move || {
+        let p = sig.pos.get();
+        let h = sig.node.with(node_height);
+        format!("transform: translate({:.1}px, {:.1}px); width: {NODE_WIDTH}px; height: {h}px;", p.x, p.y)
+    };
+    let id_down = id.clone();
+    let on_down = move |ev: ev::MouseEvent| {
+        if ev.button() != 0 {
+            return;
+        }
+        ev.stop_propagation();
+        ev.prevent_default();
+        if let Some(el) = ev.current_target().and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok()) {
+            if let Some(c) = el.closest(".lf-canvas").ok().flatten().and_then(|c| c.dyn_into::<web_sys::HtmlElement>().ok()) {
+                let _ = c.focus();
+            }
+        }
+        state.search.set(None);
+        let toggle = ev.shift_key() || ev.ctrl_key() || ev.meta_key();
+        if toggle {
+            state.selection.update(|s| {
+                if !s.remove(&id_down) {
+                    s.insert(id_down.clone());
+                }
+            });
+        } else if !state.selection.with_untracked(|s| s.contains(&id_down)) {
+            state.select_only([id_down.clone()]);
+        }
+        if state.readonly.get_untracked() {
+            return;
+        }
+        let Some(canvas) = ev
+            .current_target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .and_then(|el| el.closest(".lf-canvas").ok().flatten())
+            .and_then(|c| c.dyn_into::<web_sys::HtmlElement>().ok())
+        else {
+            return;
+        };
+        let start = state.to_world(local_pos(&canvas, ev.client_x(), ev.client_y()));
+        let starts: Vec<(String, Pos)> = state.nodes.with_untracked(|m| {
+            state
+                .selection
+                .get_untracked()
+                .into_iter()
+                .filter_map(|id| m.get(&id).map(|s| (id.clone(), s.pos.get_untracked())))
+                .collect()
+        });
+        state.drag.set_value(Some(Drag::Nodes { start, starts, moved: false }));
+    };
+    let id_attr = id.clone();
+    let kind = move || sig.node.with(|n| n.kind.clone());
+    let title = move || sig.node.with(|n| n.display_title().to_string());
+    let errors = move || sig.node.with(|n| n.errors.clone());
+    let invalid = move || sig.node.with(|n| !n.errors.is_empty());
+    view! {
+        <div
+            class="lf-node"
+            class:lf-selected=move || selected.get()
+            class:lf-invalid=invalid
+            class:lf-simple=move || simple.get()
+            data-node-id=id_attr
+            data-kind=kind
+            style=style
+            on:mousedown=on_down
+        >
+            <div class="lf-node-header">
+                <span class="lf-node-title">{title}</span>
+                <span class="lf-node-kind">{kind}</span>
+                {move || {
+                    let errs = errors();
+                    (!errs.is_empty()).then(|| {
+                        view! {
+                            <span class="lf-badge" title=errs.join("\n")>
+                                {errs.len()}
+                            </span>
+                        }
+                    })
+                }}
+            </div>
+            {move || {
+                (!simple.get()).then(|| {
+                    let n = sig.node.get();
+                    let rows = n.inputs.len().max(n.outputs.len());
+                    (0..rows)
+                        .map(|i| {
+                            let input = n.inputs.get(i).cloned();
+                            let output = n.outputs.get(i).cloned();
+                            view! {
+                                <div class="lf-row">
+                                    {input.map(|p| view! { <PortView state node=n.id.clone() port=p.name.clone() ty=p.ty.clone() required=p.required output=false /> })}
+                                    {output.map(|p| view! { <PortView state node=n.id.clone() port=p.name.clone() ty=p.ty.clone() required=false output=true /> })}
+                                </div>
+                            }
+                        })
+                        .collect_view()
+                })
+            }}
+            {move || {
+                simple.get().then(|| {
+                    let e = errors();
+                    (!e.is_empty()).then(|| view! { <div class="lf-simple-errors">{e.join("; ")}</div> })
+                })
+            }}
+        </div>
+    }
+    .into_any()
+}
+
+#[component]
+fn PortView(state: FlowState, node: String, port: String, ty: String, required: bool, output: bool) -> impl IntoView {
+    let ep = Endpoint::new(&node, &port);
+    let ep_hover = ep.clone();
+    let status = move || {
+        state.wire.with(|w| match w {
+            Some(WireDrag { target: Some((t, ok)), .. }) if *t == ep_hover => {
+                if ok.is_ok() {
+                    "lf-port-ok"
+                } else {
+                    "lf-port-bad"
+                }
+            }
+            _ => "",
+        })
+    };
+    let ep_down = ep.clone();
+    let ty_down = ty.clone();
+    let on_down = move |ev: ev::MouseEvent| {
+        if ev.button() != 0 || state.readonly.get_untracked() {
+            return;
+        }
+        ev.stop_propagation();
+        ev.prevent_default();
+        let Some(canvas) = ev
+            .current_target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .and_then(|el| el.closest(".lf-canvas").ok().flatten())
+            .and_then(|c| c.dyn_into::<web_sys::HtmlElement>().ok())
+        else {
+            return;
+        };
+        let _ = canvas.focus();
+        let pointer = state.to_world(local_pos(&canvas, ev.client_x(), ev.client_y()));
+        state.wire.set(Some(WireDrag {
+            anchor: ep_down.clone(),
+            from_output: output,
+            anchor_type: ty_down.clone(),
+            pointer,
+            target: None,
+        }));
+        state.drag.set_value(Some(Drag::Wire));
+    };
+    let side = if output { "lf-port-out" } else { "lf-port-in" };
+    let ty_attr = ty.clone();
+    view! {
+        <div class=format!("lf-port {side}") data-port=port.clone() data-dir=if output { "out" } else { "in" } data-type=ty_attr>
+            <span
+                class=move || format!("lf-dot lf-type-{} {}", ty, status())
+                class:lf-required=required
+                on:mousedown=on_down
+            ></span>
+            <span class="lf-port-name">{port.clone()}</span>
+        </div>
+    }
+}
+
+#[component]
+fn NodeSearch(state: FlowState, popup: SearchPopup) -> impl IntoView {
+    let query = RwSignal::new(String::new());
+    let input: NodeRef<html::Input> = NodeRef::new();
+    input.on_load(|el| {
+        let _ = el.focus();
+    });
+    let wire = popup.wire.clone();
+    let items = Memo::new(move |_| {
+        let q = query.get();
+        let rules = state.rules();
+        state.palette.with(|items| {
+            items
+                .iter()
+                .filter(|i| i.matches(&q))
+                .filter(|i| match &wire {
+                    None => true,
+                    Some((_, true, ty)) => rules.accepts_any(ty, &i.inputs),
+                    Some((_, false, ty)) => i.outputs.iter().any(|o| rules.can_feed(&o.ty, ty)),
+                })
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+    });
+    let popup2 = popup.clone();
+    let add = move |item: &super::PaletteItem| {
+        let at = popup2.world;
+        state.search.set(None);
+        let Some(id) = state.add_from_palette(item, at) else { return };
+        if let Some((anchor, from_output, ty)) = &popup2.wire {
+            let rules = state.rules();
+            let port = if *from_output {
+                item.inputs.iter().find(|p| rules.can_feed(ty, &p.ty)).map(|p| p.name.clone())
+            } else {
+                item.outputs.iter().find(|p| rules.can_feed(&p.ty, ty)).map(|p| p.name.clone())
+            };
+            if let Some(port) = port {
+                let other = Endpoint::new(&id, &port);
+                let (a, b) = if *from_output { (anchor.clone(), other) } else { (other, anchor.clone()) };
+                let _ = state.connect(&a, &b);
+            }
+        }
+    };
+    let add2 = add.clone();
+    let title = match &popup.wire {
+        Some((_, true, ty)) => format!("Add a node that takes {ty}"),
+        Some((_, false, ty)) => format!("Add a node that gives {ty}"),
+        None => "Add a node".to_string(),
+    };
+    view! {
+        <div
+            class="lf-search"
+            style=format!("left:{}px;top:{}px", popup.screen.x, popup.screen.y)
+            on:mousedown=|ev| ev.stop_propagation()
+            on:dblclick=|ev| ev.stop_propagation()
+        >
+            <div class="lf-search-title">{title}</div>
+            <input
+                node_ref=input
+                type="search"
+                placeholder="Search…"
+                prop:value=move || query.get()
+                on:input=move |ev| query.set(event_target_value(&ev))
+                on:keydown=move |ev| {
+                    match ev.key().as_str() {
+                        "Enter" => {
+                            if let Some(first) = items.get_untracked().first() {
+                                add2(first);
+                            }
+                        }
+                        "Escape" => state.search.set(None),
+                        _ => {}
+                    }
+                }
+            />
+            <div class="lf-search-list">
+                {move || {
+                    items
+                        .get()
+                        .into_iter()
+                        .take(40)
+                        .map(|item| {
+                            let add = add.clone();
+                            let it = item.clone();
+                            view! {
+                                <div class="lf-search-item" data-kind=item.kind.clone() on:click=move |_| add(&it)>
+                                    <span>{item.title.clone()}</span>
+                                    <span class="lf-palette-kind">{item.category.clone()}</span>
+                                </div>
+                            }
+                        })
+                        .collect_view()
+                }}
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn Minimap(state: FlowState) -> impl IntoView {
+    const W: f64 = 180.0;
+    const H: f64 = 120.0;
+    let frame = Memo::new(move |_| {
+        let (w, h) = state.size.get();
+        let vis = state.viewport.get().visible(w, h);
+        let nodes = state.nodes.get();
+        let mut r = vis;
+        for s in nodes.values() {
+            let p = s.pos.get();
+            let nh = s.node.with(node_height);
+            let x = r.x.min(p.x);
+            let y = r.y.min(p.y);
+            r = Rect { x, y, w: (r.x + r.w).max(p.x + NODE_WIDTH) - x, h: (r.y + r.h).max(p.y + nh) - y };
+        }
+        let scale = (W / r.w.max(1.0)).min(H / r.h.max(1.0));
+        (r, scale, vis)
+    });
+    let on_down = move |ev: ev::MouseEvent| {
+        ev.stop_propagation();
+        ev.prevent_default();
+        let Some(t) = ev.current_target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) else { return };
+        let b = t.get_bounding_client_rect();
+        let (r, scale, _) = frame.get_untracked();
+        let world = Pos::new(r.x + (ev.client_x() as f64 - b.left()) / scale, r.y + (ev.client_y() as f64 - b.top()) / scale);
+        let (w, h) = state.size.get_untracked();
+        state.viewport.update(|v| {
+            v.x = w / 2.0 - world.x * v.zoom;
+            v.y = h / 2.0 - world.y * v.zoom;
+        });
+    };
+    view! {
+        <svg class="lf-minimap" width=W height=H on:mousedown=on_down>
+            {move || {
+                let (r, scale, vis) = frame.get();
+                let nodes = state.nodes.get();
+                let rects = nodes
+                    .values()
+                    .map(|s| {
+                        let p = s.pos.get();
+                        let invalid = s.node.with(|n| !n.errors.is_empty());
+                        let h = s.node.with(node_height);
+                        view! {
+                            <rect
+                                class="lf-mini-node"
+                                class:lf-mini-invalid=invalid
+                                x=(p.x - r.x) * scale
+                                y=(p.y - r.y) * scale
+                                width=NODE_WIDTH * scale
+                                height=h * scale
+                            />
+                        }
+                    })
+                    .collect_view();
+                view! {
+                    {rects}
+                    <rect
+                        class="lf-mini-view"
+                        x=(vis.x - r.x) * scale
+                        y=(vis.y - r.y) * scale
+                        width=vis.w * scale
+                        height=vis.h * scale
+                    />
+                }
+            }}
+        </svg>
+    }
+}

@@ -1,0 +1,478 @@
+//! The editor's reactive state: the document (a [`History`]) plus one signal per node, so
+//! that dragging one node re-renders that node and its wires only.
+
+use crate::clipboard::{self, Fragment};
+use crate::geometry::{self, Rect, Viewport};
+use crate::history::{Command, EditError, History};
+use crate::model::{Edge, Endpoint, Graph, Node, Port, Pos};
+use crate::rules::WireRules;
+use indexmap::IndexMap;
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// One entry of the palette: what a new node of this kind looks like.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaletteItem {
+    pub kind: String,
+    pub title: String,
+    #[serde(default)]
+    pub category: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub inputs: Vec<Port>,
+    #[serde(default)]
+    pub outputs: Vec<Port>,
+    #[serde(default)]
+    pub data: Value,
+}
+
+impl PaletteItem {
+    /// Whether the item matches a search query (kind, title, category or description).
+    pub fn matches(&self, query: &str) -> bool {
+        let q = query.trim().to_lowercase();
+        q.is_empty()
+            || [&self.kind, &self.title, &self.category, &self.description]
+                .iter()
+                .any(|s| s.to_lowercase().contains(&q))
+    }
+}
+
+/// Signals of one node.
+#[derive(Clone, Copy)]
+pub struct NodeSig {
+    pub pos: RwSignal<Pos>,
+    pub node: RwSignal<Node>,
+}
+
+/// A wire being dragged from a port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireDrag {
+    /// The port the drag started from, and whether it is an output.
+    pub anchor: Endpoint,
+    pub from_output: bool,
+    pub anchor_type: String,
+    /// Pointer in world coordinates.
+    pub pointer: Pos,
+    /// The port the wire would snap to, and why it would be refused (if it would).
+    pub target: Option<(Endpoint, Result<(), String>)>,
+}
+
+/// A message on the canvas (a refused wire, an undo label).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub text: String,
+    pub error: bool,
+    pub serial: u64,
+}
+
+/// The node search popup (double-click on the canvas, or a wire dropped on empty space).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPopup {
+    /// Where the new node goes, in world and screen coordinates.
+    pub world: Pos,
+    pub screen: Pos,
+    /// A wire to complete: its anchor, whether that is an output, and its type.
+    pub wire: Option<(Endpoint, bool, String)>,
+}
+
+/// What a pointer drag is doing.
+#[derive(Debug, Clone)]
+pub(crate) enum Drag {
+    Pan { start: Pos, vp: Viewport, moved: bool },
+    Nodes { start: Pos, starts: Vec<(String, Pos)>, moved: bool },
+    Wire,
+    Box { start: Pos, additive: bool },
+}
+
+/// Everything the canvas, palette and application share. `Copy`: it is a bundle of handles.
+#[derive(Clone, Copy)]
+pub struct FlowState {
+    doc: StoredValue<History>,
+    rules: StoredValue<WireRules>,
+    pub nodes: RwSignal<IndexMap<String, NodeSig>>,
+    pub edges: RwSignal<Vec<Edge>>,
+    pub selection: RwSignal<BTreeSet<String>>,
+    pub selected_edges: RwSignal<BTreeSet<String>>,
+    pub viewport: RwSignal<Viewport>,
+    /// Canvas size in screen pixels.
+    pub size: RwSignal<(f64, f64)>,
+    /// Bumped on every document change (not on selection or viewport changes).
+    pub revision: RwSignal<u64>,
+    pub dirty: RwSignal<bool>,
+    pub can_undo: RwSignal<bool>,
+    pub can_redo: RwSignal<bool>,
+    pub notice: RwSignal<Option<Notice>>,
+    pub wire: RwSignal<Option<WireDrag>>,
+    pub box_select: RwSignal<Option<Rect>>,
+    pub palette: RwSignal<Vec<PaletteItem>>,
+    pub search: RwSignal<Option<SearchPopup>>,
+    pub show_shortcuts: RwSignal<bool>,
+    pub readonly: RwSignal<bool>,
+    /// A palette item being dragged onto the canvas, and the pointer in screen coordinates
+    /// of the page.
+    pub palette_drag: RwSignal<Option<(PaletteItem, Pos)>>,
+    clipboard: StoredValue<Option<Fragment>>,
+    pub(crate) drag: StoredValue<Option<Drag>>,
+    notices: StoredValue<u64>,
+}
+
+/// Grid used by nudging and snapping.
+pub const GRID: f64 = 10.0;
+
+impl FlowState {
+    pub fn new(graph: Graph, rules: WireRules) -> Self {
+        let s = FlowState {
+            doc: StoredValue::new(History::new(Graph::new())),
+            rules: StoredValue::new(rules),
+            nodes: RwSignal::new(IndexMap::new()),
+            edges: RwSignal::new(Vec::new()),
+            selection: RwSignal::new(BTreeSet::new()),
+            selected_edges: RwSignal::new(BTreeSet::new()),
+            viewport: RwSignal::new(Viewport::default()),
+            size: RwSignal::new((800.0, 600.0)),
+            revision: RwSignal::new(0),
+            dirty: RwSignal::new(false),
+            can_undo: RwSignal::new(false),
+            can_redo: RwSignal::new(false),
+            notice: RwSignal::new(None),
+            wire: RwSignal::new(None),
+            box_select: RwSignal::new(None),
+            palette: RwSignal::new(Vec::new()),
+            search: RwSignal::new(None),
+            show_shortcuts: RwSignal::new(false),
+            readonly: RwSignal::new(false),
+            palette_drag: RwSignal::new(None),
+            clipboard: StoredValue::new(None),
+            drag: StoredValue::new(None),
+            notices: StoredValue::new(0),
+        };
+        s.load(graph);
+        s
+    }
+
+    /// Open a new document: history cleared, clean.
+    pub fn load(&self, graph: Graph) {
+        self.doc.set_value(History::new(graph));
+        self.selection.set(BTreeSet::new());
+        self.selected_edges.set(BTreeSet::new());
+        self.sync();
+    }
+
+    pub fn rules(&self) -> WireRules {
+        self.rules.get_value()
+    }
+
+    pub fn set_rules(&self, rules: WireRules) {
+        self.rules.set_value(rules);
+    }
+
+    /// A copy of the document.
+    pub fn graph(&self) -> Graph {
+        self.doc.with_value(|h| h.graph().clone())
+    }
+
+    pub fn with_graph<R>(&self, f: impl FnOnce(&Graph) -> R) -> R {
+        self.doc.with_value(|h| f(h.graph()))
+    }
+
+    pub fn undo_label(&self) -> Option<String> {
+        self.doc.with_value(|h| h.undo_label().map(str::to_string))
+    }
+
+    pub fn redo_label(&self) -> Option<String> {
+        self.doc.with_value(|h| h.redo_label().map(str::to_string))
+    }
+
+    /// Bring the signals in line with the document, touching only what changed.
+    fn sync(&self) {
+        let (graph, dirty, can_undo, can_redo) =
+            self.doc.with_value(|h| (h.graph().clone(), h.is_dirty(), h.can_undo(), h.can_redo()));
+        let mut added = false;
+        let mut removed = false;
+        self.nodes.with_untracked(|map| {
+            removed = map.keys().any(|k| !graph.nodes.contains_key(k));
+            added = graph.nodes.keys().any(|k| !map.contains_key(k));
+            for (id, n) in &graph.nodes {
+                if let Some(sig) = map.get(id) {
+                    if sig.pos.get_untracked() != n.pos {
+                        sig.pos.set(n.pos);
+                    }
+                    if sig.node.with_untracked(|old| old != n) {
+                        sig.node.set(n.clone());
+                    }
+                }
+            }
+        });
+        let order_changed = self.nodes.with_untracked(|map| !map.keys().eq(graph.nodes.keys()));
+        if added || removed || order_changed {
+            let old = self.nodes.get_untracked();
+            let map: IndexMap<String, NodeSig> = graph
+                .nodes
+                .iter()
+                .map(|(id, n)| {
+                    let sig = old
+                        .get(id)
+                        .copied()
+                        .unwrap_or_else(|| NodeSig { pos: RwSignal::new(n.pos), node: RwSignal::new(n.clone()) });
+                    (id.clone(), sig)
+                })
+                .collect();
+            self.nodes.set(map);
+            self.selection.update(|s| s.retain(|id| graph.nodes.contains_key(id)));
+        }
+        if self.edges.with_untracked(|e| e != &graph.edges) {
+            let keys: BTreeSet<String> = graph.edges.iter().map(Edge::key).collect();
+            self.selected_edges.update(|s| s.retain(|k| keys.contains(k)));
+            self.edges.set(graph.edges.clone());
+        }
+        self.revision.update(|r| *r += 1);
+        self.dirty.set(dirty);
+        self.can_undo.set(can_undo);
+        self.can_redo.set(can_redo);
+    }
+
+    /// Apply a command (one undo step). Refused while read-only.
+    pub fn apply(&self, cmd: Command) -> Result<(), EditError> {
+        if self.readonly.get_untracked() {
+            return Ok(());
+        }
+        let mut out = Ok(());
+        self.doc.update_value(|h| out = h.apply(cmd));
+        if let Err(e) = &out {
+            self.notify(e.to_string(), true);
+        }
+        self.sync();
+        out
+    }
+
+    pub fn undo(&self) {
+        let mut label = None;
+        self.doc.update_value(|h| label = h.undo());
+        if let Some(l) = label {
+            self.notify(format!("Undo: {l}"), false);
+        }
+        self.sync();
+    }
+
+    pub fn redo(&self) {
+        let mut label = None;
+        self.doc.update_value(|h| label = h.redo());
+        if let Some(l) = label {
+            self.notify(format!("Redo: {l}"), false);
+        }
+        self.sync();
+    }
+
+    pub fn mark_saved(&self) {
+        self.doc.update_value(|h| h.mark_saved());
+        self.dirty.set(false);
+    }
+
+    /// Replace the whole document as one undo step (a JSON edit, an AI proposal).
+    pub fn replace(&self, label: &str, graph: Graph) {
+        if self.with_graph(|g| g == &graph) {
+            return;
+        }
+        let _ = self.apply(Command::replace_all(label, graph));
+    }
+
+    /// Set validation badges (not an undo step).
+    pub fn set_errors(&self, errors: &std::collections::HashMap<String, Vec<String>>) {
+        self.doc.update_value(|h| {
+            let ids: Vec<String> = h.graph().nodes.keys().cloned().collect();
+            for id in ids {
+                h.set_errors(&id, errors.get(&id).cloned().unwrap_or_default());
+            }
+        });
+        self.sync_quiet();
+    }
+
+    /// Set ports derived from node data (not an undo step).
+    pub fn set_ports(&self, id: &str, inputs: Vec<Port>, outputs: Vec<Port>) {
+        self.doc.update_value(|h| h.set_ports(id, inputs, outputs));
+        self.sync_quiet();
+    }
+
+    /// Sync without counting a document revision (derived data only).
+    fn sync_quiet(&self) {
+        let rev = self.revision.get_untracked();
+        self.sync();
+        self.revision.set(rev);
+    }
+
+    pub fn notify(&self, text: String, error: bool) {
+        let mut serial = 0;
+        self.notices.update_value(|n| {
+            *n += 1;
+            serial = *n;
+        });
+        self.notice.set(Some(Notice { text, error, serial }));
+        let notice = self.notice;
+        set_timeout(
+            move || {
+                if notice.get_untracked().is_some_and(|n| n.serial == serial) {
+                    notice.set(None);
+                }
+            },
+            std::time::Duration::from_millis(if error { 6000 } else { 2500 }),
+        );
+    }
+
+    pub fn select_only(&self, ids: impl IntoIterator<Item = String>) {
+        self.selection.set(ids.into_iter().collect());
+        self.selected_edges.set(BTreeSet::new());
+    }
+
+    pub fn selected(&self) -> Vec<String> {
+        self.selection.get_untracked().into_iter().collect()
+    }
+
+    /// The screen → world mapping at the current viewport.
+    pub fn to_world(&self, screen: Pos) -> Pos {
+        self.viewport.get_untracked().to_world(screen)
+    }
+
+    pub fn fit_view(&self) {
+        self.fit(None);
+    }
+
+    /// Fit the selection (or everything when nothing is selected).
+    pub fn fit_selection(&self) {
+        let sel = self.selected();
+        self.fit(if sel.is_empty() { None } else { Some(sel) });
+    }
+
+    fn fit(&self, ids: Option<Vec<String>>) {
+        let (w, h) = self.size.get_untracked();
+        if let Some(r) = self.with_graph(|g| geometry::bounds(g, ids.as_deref())) {
+            self.viewport.set(Viewport::fit(r, w, h, 40.0));
+        }
+    }
+
+    /// Add a node from the palette with its top-left corner at `at` (world).
+    pub fn add_from_palette(&self, item: &PaletteItem, at: Pos) -> Option<String> {
+        let id = self.with_graph(|g| g.fresh_id(&item.kind));
+        let mut node = Node::new(&id, &item.kind, Pos::new(geometry::snap(at.x, GRID), geometry::snap(at.y, GRID)))
+            .with_ports(item.inputs.clone(), item.outputs.clone());
+        node.title = item.title.clone();
+        node.data = item.data.clone();
+        let label = format!("Add {}", if item.title.is_empty() { &item.kind } else { &item.title });
+        self.apply(Command::add(&label, vec![node], vec![])).ok()?;
+        self.select_only([id.clone()]);
+        Some(id)
+    }
+
+    /// Connect two ports (in either order: output → input is worked out).
+    pub fn connect(&self, from: &Endpoint, to: &Endpoint) -> Result<(), EditError> {
+        let rules = self.rules();
+        let cmd = self.with_graph(|g| Command::connect(&rules, g, from, to));
+        match cmd {
+            Ok(cmd) => self.apply(cmd),
+            Err(e) => {
+                self.notify(format!("Wire refused: {e}"), true);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn delete_selection(&self) {
+        let ids = self.selected();
+        let keys = self.selected_edges.get_untracked();
+        let cmd = self.with_graph(|g| {
+            let edges: Vec<Edge> = g.edges.iter().filter(|e| keys.contains(&e.key())).cloned().collect();
+            Command::delete(g, &ids, &edges)
+        });
+        let _ = self.apply(cmd);
+    }
+
+    pub fn copy_selection(&self) -> Option<Fragment> {
+        let ids = self.selected();
+        if ids.is_empty() {
+            return None;
+        }
+        let f = self.with_graph(|g| clipboard::copy(g, &ids));
+        self.clipboard.set_value(Some(f.clone()));
+        Some(f)
+    }
+
+    pub fn cut_selection(&self) {
+        if self.copy_selection().is_some() {
+            self.delete_selection();
+        }
+    }
+
+    /// Paste a fragment (the editor's own clipboard when `None`) offset from where it was
+    /// copied, or at a world point.
+    pub fn paste(&self, fragment: Option<Fragment>, at: Option<Pos>) {
+        let Some(f) = fragment.or_else(|| self.clipboard.get_value()) else {
+            return;
+        };
+        let (cmd, ids) = self.with_graph(|g| match at {
+            Some(p) => clipboard::paste(g, &f, p, false),
+            None => clipboard::paste(g, &f, Pos::new(2.0 * GRID * 2.0, 2.0 * GRID * 2.0), true),
+        });
+        if self.apply(cmd).is_ok() {
+            self.select_only(ids);
+        }
+        // Successive pastes cascade instead of stacking.
+        if at.is_none() {
+            let mut moved = f;
+            for n in &mut moved.nodes {
+                n.pos.x += 4.0 * GRID;
+                n.pos.y += 4.0 * GRID;
+            }
+            self.clipboard.set_value(Some(moved));
+        }
+    }
+
+    pub fn duplicate(&self) {
+        let ids = self.selected();
+        if ids.is_empty() {
+            return;
+        }
+        let f = self.with_graph(|g| clipboard::copy(g, &ids));
+        self.paste(Some(f), None);
+    }
+
+    pub fn nudge(&self, dx: f64, dy: f64) {
+        let ids = self.selected();
+        let moves: Vec<(String, Pos)> = self.with_graph(|g| {
+            ids.iter().filter_map(|id| g.node(id).map(|n| (id.clone(), Pos::new(n.pos.x + dx, n.pos.y + dy)))).collect()
+        });
+        if !moves.is_empty() {
+            let _ = self.apply(Command::moves(moves));
+        }
+    }
+
+    pub fn tidy(&self) {
+        let cmd = self.with_graph(geometry::tidy);
+        let _ = self.apply(cmd);
+    }
+
+    pub fn select_all(&self) {
+        let ids: Vec<String> = self.with_graph(|g| g.nodes.keys().cloned().collect());
+        self.select_only(ids);
+    }
+
+    /// Nodes matching a graph search: text in id/title/kind, or `invalid` (has errors) or
+    /// `unused` (no wires).
+    pub fn find(&self, query: &str) -> Vec<String> {
+        let q = query.trim().to_lowercase();
+        self.with_graph(|g| {
+            let unwired = g.unwired();
+            g.nodes
+                .values()
+                .filter(|n| match q.as_str() {
+                    "" => false,
+                    "invalid" => !n.errors.is_empty(),
+                    "unused" => unwired.contains(&n.id.as_str()),
+                    _ => [&n.id, &n.title, &n.kind].iter().any(|s| s.to_lowercase().contains(&q)),
+                })
+                .map(|n| n.id.clone())
+                .collect()
+        })
+    }
+}

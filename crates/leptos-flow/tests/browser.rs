@@ -1,0 +1,259 @@
+//! Component tests of the canvas in a real browser (headless Chromium through
+//! wasm-bindgen-test-runner and chromedriver): events go through the DOM the way a user's
+//! pointer and keyboard do, and the document is checked afterwards.
+#![cfg(target_arch = "wasm32")]
+
+use leptos::prelude::*;
+use leptos_flow::view::{FlowCanvas, FlowState, Palette, PaletteItem};
+use leptos_flow::{Graph, Node, Port, Pos, WireRules};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn rules() -> WireRules {
+    let mut r = WireRules::same_type_only(&["flow", "text", "number"]);
+    r.compat.insert(("number".into(), "text".into()));
+    r.multi_input.insert("flow".into());
+    r.single_output.insert("flow".into());
+    r
+}
+
+fn node(id: &str, x: f64, y: f64) -> Node {
+    Node::new(id, "step", Pos::new(x, y)).with_ports(
+        vec![Port::new("in", "flow"), Port::new("name", "text")],
+        vec![Port::new("out", "flow"), Port::new("n", "number"), Port::new("flag", "bool")],
+    )
+}
+
+fn graph(nodes: Vec<Node>) -> Graph {
+    let mut g = Graph::new();
+    for n in nodes {
+        g.nodes.insert(n.id.clone(), n);
+    }
+    g
+}
+
+fn document() -> web_sys::Document {
+    web_sys::window().unwrap().document().unwrap()
+}
+
+/// Mount a canvas (and a palette) in a fixed-size box; returns the state and the box.
+fn mount(g: Graph) -> (FlowState, web_sys::HtmlElement) {
+    let doc = document();
+    let host: web_sys::HtmlElement = doc.create_element("div").unwrap().dyn_into().unwrap();
+    host.set_attribute("style", "position:fixed;left:0;top:0;width:1000px;height:700px;display:flex").unwrap();
+    doc.body().unwrap().append_child(&host).unwrap();
+    let state = FlowState::new(g, rules());
+    state.palette.set(vec![PaletteItem {
+        kind: "sink".into(),
+        title: "Sink".into(),
+        category: "test".into(),
+        description: "takes text".into(),
+        inputs: vec![Port::new("in", "flow"), Port::new("name", "text")],
+        outputs: vec![],
+        data: serde_json::json!({"k": 1}),
+    }]);
+    let handle = leptos::mount::mount_to(host.clone(), move || {
+        view! {
+            <div style="width:200px;height:700px"><Palette state /></div>
+            <div style="width:800px;height:700px"><FlowCanvas state /></div>
+        }
+    });
+    handle.forget();
+    (state, host)
+}
+
+async fn tick() {
+    let p = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window().unwrap().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 30).unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(p).await.unwrap();
+}
+
+fn q(host: &web_sys::HtmlElement, sel: &str) -> web_sys::HtmlElement {
+    host.query_selector(sel).unwrap().unwrap_or_else(|| panic!("no element {sel}")).dyn_into().unwrap()
+}
+
+fn count(host: &web_sys::HtmlElement, sel: &str) -> u32 {
+    host.query_selector_all(sel).unwrap().length()
+}
+
+fn centre(el: &web_sys::Element) -> (i32, i32) {
+    let r = el.get_bounding_client_rect();
+    ((r.left() + r.width() / 2.0) as i32, (r.top() + r.height() / 2.0) as i32)
+}
+
+fn mouse(kind: &str, x: i32, y: i32, shift: bool) -> web_sys::MouseEvent {
+    let init = web_sys::MouseEventInit::new();
+    init.set_bubbles(true);
+    init.set_cancelable(true);
+    init.set_client_x(x);
+    init.set_client_y(y);
+    init.set_button(0);
+    init.set_shift_key(shift);
+    web_sys::MouseEvent::new_with_mouse_event_init_dict(kind, &init).unwrap()
+}
+
+/// Press on `el`, move the pointer to (x, y) in steps, release.
+async fn drag(el: &web_sys::Element, x: i32, y: i32, shift: bool) {
+    let (sx, sy) = centre(el);
+    el.dispatch_event(&mouse("mousedown", sx, sy, shift)).unwrap();
+    tick().await;
+    let w = web_sys::window().unwrap();
+    for i in 1..=4 {
+        let (px, py) = (sx + (x - sx) * i / 4, sy + (y - sy) * i / 4);
+        w.dispatch_event(&mouse("mousemove", px, py, shift)).unwrap();
+    }
+    tick().await;
+    w.dispatch_event(&mouse("mouseup", x, y, shift)).unwrap();
+    tick().await;
+}
+
+fn port(host: &web_sys::HtmlElement, node: &str, dir: &str, name: &str) -> web_sys::Element {
+    host.query_selector(&format!("[data-node-id='{node}'] [data-dir='{dir}'][data-port='{name}'] .lf-dot"))
+        .unwrap()
+        .unwrap_or_else(|| panic!("no port {node}.{name}"))
+}
+
+fn key(host: &web_sys::HtmlElement, k: &str, ctrl: bool, shift: bool) {
+    let init = web_sys::KeyboardEventInit::new();
+    init.set_bubbles(true);
+    init.set_cancelable(true);
+    init.set_key(k);
+    init.set_ctrl_key(ctrl);
+    init.set_shift_key(shift);
+    let ev = web_sys::KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init).unwrap();
+    q(host, ".lf-canvas").dispatch_event(&ev).unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn renders_nodes_and_ports() {
+    let (_state, host) = mount(graph(vec![node("a", 0.0, 0.0), node("b", 320.0, 0.0)]));
+    tick().await;
+    assert_eq!(count(&host, ".lf-node"), 2);
+    assert_eq!(count(&host, "[data-node-id='a'] .lf-dot"), 5);
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+async fn a_wrong_wire_is_refused_with_a_reason_and_a_right_one_connects() {
+    let (state, host) = mount(graph(vec![node("a", 0.0, 0.0), node("b", 320.0, 0.0)]));
+    tick().await;
+    // bool → text is not allowed
+    let (tx, ty) = centre(&port(&host, "b", "in", "name"));
+    drag(&port(&host, "a", "out", "flag"), tx, ty, false).await;
+    assert!(state.graph().edges.is_empty());
+    let notice = q(&host, ".lf-notice").text_content().unwrap_or_default();
+    assert!(notice.contains("a `bool` output cannot feed a `text` input"), "{notice}");
+    // number → text is
+    drag(&port(&host, "a", "out", "n"), tx, ty, false).await;
+    assert_eq!(state.graph().edges.len(), 1);
+    assert_eq!(count(&host, ".lf-edge"), 1);
+    // Ctrl+Z takes it back; Ctrl+Shift+Z redoes it.
+    key(&host, "z", true, false);
+    tick().await;
+    assert_eq!(count(&host, ".lf-edge"), 0);
+    key(&host, "Z", true, true);
+    tick().await;
+    assert_eq!(count(&host, ".lf-edge"), 1);
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+async fn a_wire_snaps_to_a_port_near_the_pointer() {
+    let (state, host) = mount(graph(vec![node("a", 0.0, 0.0), node("b", 320.0, 0.0)]));
+    tick().await;
+    let (tx, ty) = centre(&port(&host, "b", "in", "in"));
+    drag(&port(&host, "a", "out", "out"), tx + 8, ty + 6, false).await;
+    assert_eq!(state.graph().edges.len(), 1, "dropped 10 px off the port, still wired");
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+async fn dragging_a_node_moves_it_in_one_undo_step() {
+    let (state, host) = mount(graph(vec![node("a", 0.0, 0.0), node("b", 320.0, 0.0)]));
+    tick().await;
+    let zoom = state.viewport.get_untracked().zoom;
+    let header = q(&host, "[data-node-id='a'] .lf-node-header");
+    let (x, y) = centre(&header);
+    drag(&header, x + 100, y + 50, false).await;
+    let p = state.graph().nodes["a"].pos;
+    assert!((p.x - 100.0 / zoom).abs() < 2.0 && (p.y - 50.0 / zoom).abs() < 2.0, "{p:?} at zoom {zoom}");
+    assert_eq!(state.undo_label().as_deref(), Some("Move node"));
+    state.undo();
+    assert_eq!(state.graph().nodes["a"].pos, Pos::new(0.0, 0.0));
+    assert!(!state.dirty.get_untracked());
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+async fn palette_items_drop_onto_the_canvas() {
+    let (state, host) = mount(graph(vec![node("a", 0.0, 0.0)]));
+    tick().await;
+    let item = host.query_selector(".lf-palette-item[data-kind='sink']").unwrap().unwrap();
+    let canvas = q(&host, ".lf-canvas");
+    let (cx, cy) = centre(&canvas);
+    drag(&item, cx, cy, false).await;
+    let g = state.graph();
+    assert_eq!(g.nodes.len(), 2);
+    let sink = &g.nodes["sink"];
+    assert_eq!(sink.data, serde_json::json!({"k": 1}));
+    assert_eq!(state.selected(), vec!["sink".to_string()]);
+    // Delete removes the selection.
+    key(&host, "Delete", false, false);
+    tick().await;
+    assert_eq!(state.graph().nodes.len(), 1);
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+async fn box_select_copy_paste_and_select_all() {
+    let (state, host) = mount(graph(vec![node("a", 0.0, 0.0), node("b", 320.0, 0.0), node("c", 0.0, 300.0)]));
+    tick().await;
+    state.connect(&leptos_flow::Endpoint::new("a", "out"), &leptos_flow::Endpoint::new("b", "in")).unwrap();
+    let vp = state.viewport.get_untracked();
+    let canvas = q(&host, ".lf-canvas");
+    let r = canvas.get_bounding_client_rect();
+    // Shift-drag a box around a and b (world y -20..120), not c (y 300).
+    let s = vp.to_screen(Pos::new(-30.0, -30.0));
+    let e = vp.to_screen(Pos::new(560.0, 120.0));
+    let start = web_sys::window().unwrap();
+    let (sx, sy) = (r.left() as i32 + s.x as i32, r.top() as i32 + s.y as i32);
+    canvas.dispatch_event(&mouse("mousedown", sx, sy, true)).unwrap();
+    start.dispatch_event(&mouse("mousemove", r.left() as i32 + e.x as i32, r.top() as i32 + e.y as i32, true)).unwrap();
+    tick().await;
+    start.dispatch_event(&mouse("mouseup", r.left() as i32 + e.x as i32, r.top() as i32 + e.y as i32, true)).unwrap();
+    tick().await;
+    assert_eq!(state.selected(), vec!["a".to_string(), "b".to_string()]);
+    key(&host, "c", true, false);
+    key(&host, "v", true, false);
+    tick().await;
+    let g = state.graph();
+    assert_eq!(g.nodes.len(), 5);
+    assert!(g.nodes.contains_key("a_2") && g.nodes.contains_key("b_2"));
+    assert_eq!(g.edges.len(), 2, "the wire between the copies came along");
+    assert_eq!(state.selected(), vec!["a_2".to_string(), "b_2".to_string()]);
+    key(&host, "a", true, false);
+    assert_eq!(state.selected().len(), 5);
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+async fn only_what_is_on_screen_is_in_the_dom() {
+    let nodes: Vec<Node> = (0..500).map(|i| node(&format!("n{i}"), (i % 25) as f64 * 260.0, (i / 25) as f64 * 160.0)).collect();
+    let (state, host) = mount(graph(nodes));
+    tick().await;
+    // Zoom in on the top-left corner: a handful of nodes are drawn, not 500.
+    state.viewport.set(leptos_flow::Viewport { x: 0.0, y: 0.0, zoom: 1.0 });
+    tick().await;
+    let drawn = count(&host, ".lf-node");
+    assert!(drawn > 0 && drawn < 60, "{drawn} nodes in the DOM");
+    // Zoomed out to fit, they are simplified boxes.
+    state.fit_view();
+    tick().await;
+    assert!(state.viewport.get_untracked().zoom < 0.5);
+    assert!(count(&host, ".lf-node.lf-simple") > 0);
+    assert_eq!(count(&host, ".lf-dot"), 0, "no ports drawn when zoomed out");
+    host.remove();
+}
