@@ -1,0 +1,262 @@
+//! Harness for end-to-end tests of the desktop app: starts a virtual display (Xvfb) and
+//! tauri-driver (which starts WebKitGTK's WebDriver, which starts the app), and hands out a
+//! WebDriver client plus helpers for pointer drags and screenshots. Every process it starts
+//! is ended by its id when the harness is dropped.
+
+use anyhow::{bail, Context, Result};
+use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").canonicalize().unwrap_or_default()
+}
+
+/// The app binary: `$HZ_APP_BIN`, else the debug build in the cargo target directory.
+pub fn app_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("HZ_APP_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"));
+    target.join("debug").join("440hz")
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {program} >/dev/null 2>&1")).status().is_ok_and(|s| s.success())
+}
+
+/// Why the end-to-end tests cannot run here, if they cannot. `cargo xtask ci` builds the app
+/// and sets `HZ_E2E_REQUIRED=1`, so there a missing piece fails the run instead.
+pub fn missing() -> Option<String> {
+    let bin = app_binary();
+    let mut gone = Vec::new();
+    if !bin.exists() {
+        gone.push(format!("the app binary {} (build it: cargo xtask app)", bin.display()));
+    }
+    for tool in ["Xvfb", "tauri-driver", "WebKitWebDriver"] {
+        if !have(tool) {
+            gone.push(format!("`{tool}` (cargo xtask setup installs it)"));
+        }
+    }
+    if gone.is_empty() {
+        None
+    } else {
+        Some(gone.join(", "))
+    }
+}
+
+/// Skip (with a message) or fail, depending on whether CI requires these tests.
+pub fn require_or_skip() -> bool {
+    match missing() {
+        None => true,
+        Some(m) if std::env::var_os("HZ_E2E_REQUIRED").is_some() => panic!("end-to-end tests need {m}"),
+        Some(m) => {
+            eprintln!("skipping end-to-end test: missing {m}");
+            false
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn free_display() -> Result<u32> {
+    (90..140)
+        .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists())
+        .context("no free X display number between :90 and :139")
+}
+
+/// A running app under test.
+pub struct App {
+    pub client: Client,
+    children: Vec<Child>,
+    pub data_dir: tempfile::TempDir,
+    shots: PathBuf,
+    shot_no: usize,
+}
+
+impl App {
+    /// Start the app with a fresh data directory; screenshots go to `e2e-artifacts/<name>/`.
+    pub async fn start(name: &str) -> Result<App> {
+        let data_dir = tempfile::tempdir()?;
+        let display = free_display()?;
+        let mut children = Vec::new();
+        let xvfb = Command::new("Xvfb")
+            .arg(format!(":{display}"))
+            .args(["-screen", "0", "1600x1000x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting Xvfb")?;
+        children.push(xvfb);
+        let started = Instant::now();
+        while !Path::new(&format!("/tmp/.X11-unix/X{display}")).exists() {
+            if started.elapsed() > Duration::from_secs(10) {
+                bail!("Xvfb :{display} did not come up in 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let port = free_port()?;
+        let native = free_port()?;
+        let log = std::fs::File::create(data_dir.path().join("tauri-driver.log"))?;
+        let driver = Command::new("tauri-driver")
+            .args(["--port", &port.to_string(), "--native-port", &native.to_string()])
+            .env("DISPLAY", format!(":{display}"))
+            .env("HZ_DATA_DIR", data_dir.path())
+            .env("HZ_TEMPLATES_DIR", repo().join("gym-templates"))
+            .env("GDK_BACKEND", "x11")
+            // Software rendering: Xvfb has no GPU. (Do not disable WebKit's compositing
+            // mode: WebDriver screenshots then never return.)
+            .env("LIBGL_ALWAYS_SOFTWARE", "1")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting tauri-driver")?;
+        children.push(driver);
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("wry"));
+        caps.insert("tauri:options".into(), json!({"application": app_binary()}));
+        let url = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        let client = loop {
+            match ClientBuilder::native().capabilities(caps.clone()).connect(&url).await {
+                Ok(c) => break c,
+                Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => {
+                    let log = std::fs::read_to_string(data_dir.path().join("tauri-driver.log")).unwrap_or_default();
+                    bail!("no WebDriver session with the app: {e}\ntauri-driver log:\n{log}");
+                }
+            }
+        };
+        eprintln!("e2e: WebDriver session with {} on :{display}", app_binary().display());
+        let shots = repo().join("e2e-artifacts").join(name);
+        let _ = std::fs::remove_dir_all(&shots);
+        std::fs::create_dir_all(&shots)?;
+        Ok(App { client, children, data_dir, shots, shot_no: 0 })
+    }
+
+    /// Save a numbered screenshot of the window.
+    pub async fn shot(&mut self, label: &str) -> Result<PathBuf> {
+        self.shot_no += 1;
+        let png = self.client.screenshot().await?;
+        let path = self.shots.join(format!("{:02}-{label}.png", self.shot_no));
+        std::fs::write(&path, png)?;
+        Ok(path)
+    }
+
+    pub async fn wait(&self, css: &str) -> Result<Element> {
+        eprintln!("e2e: waiting for {css}");
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(css))
+            .await
+            .with_context(|| format!("waiting for `{css}`"))
+    }
+
+    pub async fn count(&self, css: &str) -> Result<usize> {
+        Ok(self.client.find_all(Locator::Css(css)).await?.len())
+    }
+
+    pub async fn click(&self, css: &str) -> Result<()> {
+        self.wait(css).await?.click().await.with_context(|| format!("clicking `{css}`"))?;
+        Ok(())
+    }
+
+    pub async fn text(&self, css: &str) -> Result<String> {
+        Ok(self.wait(css).await?.text().await?)
+    }
+
+    /// Replace an input's value as typing would (and fire `change`).
+    pub async fn fill(&self, css: &str, value: &str) -> Result<()> {
+        let el = self.wait(css).await?;
+        el.clear().await?;
+        if !value.is_empty() {
+            el.send_keys(value).await?;
+        }
+        // `change` fires on blur; send Tab.
+        el.send_keys("\u{E004}").await?;
+        Ok(())
+    }
+
+    pub async fn js(&self, script: &str) -> Result<Value> {
+        Ok(self.client.execute(script, vec![]).await?)
+    }
+
+    /// Poll a condition for up to 20 s.
+    pub async fn until<F, Fut>(&self, what: &str, mut check: F) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<bool>>,
+    {
+        let started = Instant::now();
+        loop {
+            if check().await.unwrap_or(false) {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!("timed out waiting until {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Press on `from`, move in steps, release at `to` offset by (dx, dy) from its centre.
+    pub async fn drag(&self, from: &Element, to: &Element, dx: f64, dy: f64) -> Result<()> {
+        let mouse = MouseActions::new("mouse".to_string())
+            .then(PointerAction::MoveToElement { element: from.clone(), duration: None, x: 0.0, y: 0.0 })
+            .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
+            .then(PointerAction::MoveBy { duration: Some(Duration::from_millis(50)), x: 10.0, y: 5.0 })
+            .then(PointerAction::MoveToElement {
+                element: to.clone(),
+                duration: Some(Duration::from_millis(150)),
+                x: dx,
+                y: dy,
+            })
+            .then(PointerAction::Pause { duration: Duration::from_millis(50) })
+            .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+        self.client.perform_actions(mouse).await.context("pointer drag")?;
+        self.client.release_actions().await?;
+        Ok(())
+    }
+
+    pub async fn close(mut self) -> Result<()> {
+        let client = self.client.clone();
+        client.close().await?;
+        self.stop();
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        // Newest first: tauri-driver (and the app with it), then Xvfb.
+        for child in self.children.iter_mut().rev() {
+            // SIGTERM first so tauri-driver can end the WebDriver server it started.
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(3) {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
