@@ -88,8 +88,9 @@ impl Ctx {
         self.text.set(text.clone());
         match serde_json::from_str::<Value>(&text) {
             Ok(v) => {
-                let graph: Graph =
-                    self.catalog.with_untracked(|c| self.analysis.with_untracked(|a| gymdoc::to_graph(&v, c, &a.ports)));
+                let graph: Graph = self
+                    .catalog
+                    .with_untracked(|c| self.analysis.with_untracked(|a| gymdoc::to_graph(&v, c, &a.ports)));
                 self.base.set(v);
                 if self.flow.with_graph(|g| g != &graph) {
                     self.from_code.set_value(true);
@@ -251,7 +252,8 @@ pub fn App() -> impl IntoView {
     let title = move || {
         ctx.base.with(|b| b.get("title").and_then(Value::as_str).map(str::to_string)).unwrap_or_else(|| ctx.gym_name())
     };
-    let errors = Memo::new(move |_| ctx.analysis.with(|a| a.diagnostics.iter().filter(|d| d.severity != "warning").count()));
+    let errors =
+        Memo::new(move |_| ctx.analysis.with(|a| a.diagnostics.iter().filter(|d| d.severity != "warning").count()));
     let tab_button = move |t: Tab, label: &'static str, id: &'static str| {
         view! {
             <button class="hz-tab" id=id class:hz-tab-on=move || ctx.tab.get() == t on:click=move |_| {

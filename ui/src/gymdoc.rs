@@ -77,7 +77,9 @@ pub fn to_graph(spec: &Value, catalog: &Catalog, analysed: &std::collections::BT
     }
     for e in spec.get("edges").and_then(Value::as_array).cloned().unwrap_or_default() {
         let get = |end: &str, k: &str| e.get(end).and_then(|v| v.get(k)).and_then(Value::as_str).map(str::to_string);
-        if let (Some(a), Some(ap), Some(b), Some(bp)) = (get("from", "node"), get("from", "port"), get("to", "node"), get("to", "port")) {
+        if let (Some(a), Some(ap), Some(b), Some(bp)) =
+            (get("from", "node"), get("from", "port"), get("to", "node"), get("to", "port"))
+        {
             if g.nodes.contains_key(&a) && g.nodes.contains_key(&b) {
                 g.edges.push(Edge::new(Endpoint::new(&a, &ap), Endpoint::new(&b, &bp)));
             }

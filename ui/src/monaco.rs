@@ -7,7 +7,13 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(catch, js_namespace = hzMonaco, js_name = create)]
-    fn create_js(id: &str, el: &web_sys::HtmlElement, value: &str, language: &str, read_only: bool) -> Result<(), JsValue>;
+    fn create_js(
+        id: &str,
+        el: &web_sys::HtmlElement,
+        value: &str,
+        language: &str,
+        read_only: bool,
+    ) -> Result<(), JsValue>;
     #[wasm_bindgen(catch, js_namespace = hzMonaco, js_name = setValue)]
     fn set_value_js(id: &str, value: &str) -> Result<(), JsValue>;
     #[wasm_bindgen(catch, js_namespace = hzMonaco, js_name = onChange)]

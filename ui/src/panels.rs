@@ -59,8 +59,12 @@ fn enum_values(schema: &Value, root: &Value) -> Option<Vec<String>> {
         return Some(e.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
     }
     let alts = s.get("oneOf").or_else(|| s.get("anyOf")).and_then(Value::as_array)?;
-    let vals: Vec<String> =
-        alts.iter().filter_map(|a| a.get("const").or_else(|| a.get("enum").and_then(|e| e.get(0))).and_then(Value::as_str).map(str::to_string)).collect();
+    let vals: Vec<String> = alts
+        .iter()
+        .filter_map(|a| {
+            a.get("const").or_else(|| a.get("enum").and_then(|e| e.get(0))).and_then(Value::as_str).map(str::to_string)
+        })
+        .collect();
     (vals.len() == alts.len() && !vals.is_empty()).then_some(vals)
 }
 
@@ -68,15 +72,15 @@ fn schema_type(schema: &Value, root: &Value) -> String {
     let s = resolve(schema, root);
     match s.get("type") {
         Some(Value::String(t)) => t.clone(),
-        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("string").to_string(),
+        Some(Value::Array(ts)) => {
+            ts.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("string").to_string()
+        }
         _ => {
             if s.get("anyOf").is_some() || s.get("oneOf").is_some() {
                 // Option<T> comes out as anyOf [T, null].
-                let alts = s.get("anyOf").or_else(|| s.get("oneOf")).and_then(Value::as_array).cloned().unwrap_or_default();
-                alts.iter()
-                    .map(|a| schema_type(a, root))
-                    .find(|t| t != "null")
-                    .unwrap_or_else(|| "json".to_string())
+                let alts =
+                    s.get("anyOf").or_else(|| s.get("oneOf")).and_then(Value::as_array).cloned().unwrap_or_default();
+                alts.iter().map(|a| schema_type(a, root)).find(|t| t != "null").unwrap_or_else(|| "json".to_string())
             } else {
                 "json".to_string()
             }
@@ -173,7 +177,6 @@ fn NodeForm(id: String) -> impl IntoView {
             let current = move || sig.node.with(|n| n.data.get(&n1).cloned());
             let field_id = format!("prop-{name}");
             let label = format!("{name}{}", if required { " *" } else { "" });
-            let commit = commit.clone();
             let input = match (choices, ty.as_str()) {
                 (Some(values), _) => {
                     let name = name.clone();
@@ -298,7 +301,11 @@ pub fn PlayPanel() -> impl IntoView {
         mode.with(|m| {
             m.get("tools")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string)).collect::<Vec<_>>())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string))
+                        .collect::<Vec<_>>()
+                })
                 .unwrap_or_default()
         })
     });
@@ -307,7 +314,9 @@ pub fn PlayPanel() -> impl IntoView {
         ctx.base.with(|b| {
             b.get("tasks")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|t| t.get("id").and_then(Value::as_str).map(str::to_string)).collect::<Vec<_>>())
+                .map(|a| {
+                    a.iter().filter_map(|t| t.get("id").and_then(Value::as_str).map(str::to_string)).collect::<Vec<_>>()
+                })
                 .unwrap_or_default()
         })
     });
@@ -452,7 +461,10 @@ pub fn VersionsPanel() -> impl IntoView {
                 Ok(c) => {
                     ctx.flow.mark_saved();
                     message.set(String::new());
-                    ctx.say(if c.summary.is_empty() { format!("Committed {}", c.version.rev) } else { c.summary }, false);
+                    ctx.say(
+                        if c.summary.is_empty() { format!("Committed {}", c.version.rev) } else { c.summary },
+                        false,
+                    );
                     refresh();
                 }
                 Err(e) => ctx.say(format!("Not committed: {e}"), true),
@@ -463,7 +475,12 @@ pub fn VersionsPanel() -> impl IntoView {
         let Some(path) = ctx.path.get_untracked() else { return };
         let text = ctx.text.get_untracked();
         spawn_local(async move {
-            match invoke::<_, DiffView>("diff", &json!({"path": path, "from": rev.clone(), "to": Value::Null, "working_text": text})).await {
+            match invoke::<_, DiffView>(
+                "diff",
+                &json!({"path": path, "from": rev.clone(), "to": Value::Null, "working_text": text}),
+            )
+            .await
+            {
                 Ok(d) => diff.set(Some((rev, d))),
                 Err(e) => ctx.say(format!("Diff: {e}"), true),
             }

@@ -106,6 +106,11 @@ fn have(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A program's full path, from PATH.
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(program)).find(|p| p.is_file())
+}
+
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
@@ -283,10 +288,8 @@ fn build_ui(release: bool) -> Result<()> {
         cargo.arg("--release");
     }
     run(&mut cargo)?;
-    let wasm = target_dir()
-        .join("wasm32-unknown-unknown")
-        .join(if release { "release" } else { "debug" })
-        .join("hz_ui.wasm");
+    let wasm =
+        target_dir().join("wasm32-unknown-unknown").join(if release { "release" } else { "debug" }).join("hz_ui.wasm");
     let dist = PathBuf::from("ui").join("dist");
     if dist.exists() {
         std::fs::remove_dir_all(&dist)?;
@@ -330,6 +333,11 @@ fn app_binary(release: bool) -> PathBuf {
 /// Build the UI, then the desktop app (which embeds ui/dist).
 fn build_app(release: bool) -> Result<PathBuf> {
     build_ui(release)?;
+    build_app_only(release)
+}
+
+/// Build the desktop app over the ui/dist already there.
+fn build_app_only(release: bool) -> Result<PathBuf> {
     step("build the desktop app");
     let mut cargo = Command::new("cargo");
     cargo.args(["build", "-p", "hz-desktop"]);
@@ -376,6 +384,15 @@ fn demo(gym: &str) -> Result<()> {
     run(Command::new("cargo").args(["build", "--release", "-p", "hz-cli"]))?;
     step("check every template gym");
     run(Command::new(hz()).args(["gym", "check"]).args(templates()?))?;
+    let has_display = std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    if has_display {
+        // The main job: the desktop app (Gym Builder) on embedded defaults.
+        return launch_app(false);
+    }
+    println!(
+        "\n    no display (DISPLAY and WAYLAND_DISPLAY are unset): the desktop app needs one \
+         (xvfb-run -a cargo xtask app); playing a gym in the terminal instead"
+    );
     let path = Path::new("gym-templates").join(gym).join(format!("{gym}.gym.json"));
     if std::io::stdin().is_terminal() {
         step(&format!("play {gym} (type :help for help, :quit to leave)"));
@@ -392,12 +409,39 @@ fn ci(fuzz_seconds: u64) -> Result<()> {
     setup(true)?;
     step("cargo fmt --check");
     run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
+    // The shell embeds ui/dist at build time: build the UI first, so clippy and the tests
+    // see the real one.
+    build_ui(false)?;
     step("cargo clippy --all-targets -D warnings");
     run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    step("cargo clippy (wasm: the UI and the editor canvas)");
+    run(Command::new("cargo").args([
+        "clippy",
+        "-p",
+        "hz-ui",
+        "-p",
+        "leptos-flow",
+        "--all-targets",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    step("build the desktop app (for the end-to-end tests)");
+    let app = build_app_only(false)?;
     step("setup: Python venv for the Python face (pinned packages)");
     let venv = python_venv()?;
     step("cargo test");
-    run(Command::new("cargo").args(["test", "--workspace"]).env("HZ_PYTHON", venv.join("bin").join("python")))?;
+    run(Command::new("cargo")
+        .args(["test", "--workspace"])
+        .env("HZ_PYTHON", venv.join("bin").join("python"))
+        .env("HZ_APP_BIN", std::fs::canonicalize(&app)?)
+        .env("HZ_E2E_REQUIRED", "1"))?;
+    step("component tests of the editor canvas in headless Chromium");
+    run(Command::new("cargo")
+        .args(["test", "-p", "leptos-flow", "--target", "wasm32-unknown-unknown", "--test", "browser"])
+        .env("CHROMEDRIVER", which("chromedriver").context("chromedriver is not on PATH (Debian: chromium-driver)")?))?;
     step("hz gym check on every template");
     run(Command::new("cargo").args(["build", "--release", "-p", "hz-cli"]))?;
     run(Command::new(hz()).args(["gym", "check"]).args(templates()?))?;

@@ -10,16 +10,33 @@ use crate::rules::{WireError, WireRules};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// Insert a node at a drawing-order index (clamped).
-    InsertNode { index: usize, node: Node },
-    RemoveNode { id: String },
+    InsertNode {
+        index: usize,
+        node: Node,
+    },
+    RemoveNode {
+        id: String,
+    },
     /// Replace a node (same id) wholesale: data, ports, title, position.
-    SetNode { node: Node },
-    MoveNode { id: String, to: Pos },
+    SetNode {
+        node: Node,
+    },
+    MoveNode {
+        id: String,
+        to: Pos,
+    },
     /// Insert a wire at an index (clamped).
-    InsertEdge { index: usize, edge: Edge },
-    RemoveEdge { edge: Edge },
+    InsertEdge {
+        index: usize,
+        edge: Edge,
+    },
+    RemoveEdge {
+        edge: Edge,
+    },
     /// Replace the whole document (a JSON edit, a template opened into the same editor).
-    ReplaceAll { graph: Box<Graph> },
+    ReplaceAll {
+        graph: Box<Graph>,
+    },
 }
 
 /// Why a command could not be applied. The document is unchanged when this is returned.
@@ -134,7 +151,12 @@ impl Command {
     }
 
     /// Connect two ports, replacing wires the rules say the new one replaces.
-    pub fn connect(rules: &WireRules, g: &Graph, from: &crate::Endpoint, to: &crate::Endpoint) -> Result<Self, EditError> {
+    pub fn connect(
+        rules: &WireRules,
+        g: &Graph,
+        from: &crate::Endpoint,
+        to: &crate::Endpoint,
+    ) -> Result<Self, EditError> {
         let c = rules.check(g, from, to)?;
         let mut ops: Vec<Op> = c.replaces.into_iter().map(|edge| Op::RemoveEdge { edge }).collect();
         ops.push(Op::InsertEdge { index: usize::MAX, edge: c.edge });

@@ -65,8 +65,9 @@ impl WireRules {
         let out = a
             .output(&from.port)
             .ok_or_else(|| WireError::UnknownOutput { node: from.node.clone(), port: from.port.clone() })?;
-        let inp =
-            b.input(&to.port).ok_or_else(|| WireError::UnknownInput { node: to.node.clone(), port: to.port.clone() })?;
+        let inp = b
+            .input(&to.port)
+            .ok_or_else(|| WireError::UnknownInput { node: to.node.clone(), port: to.port.clone() })?;
         if from.node == to.node {
             return Err(WireError::SelfLoop);
         }

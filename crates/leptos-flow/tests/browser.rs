@@ -241,7 +241,8 @@ async fn box_select_copy_paste_and_select_all() {
 
 #[wasm_bindgen_test]
 async fn only_what_is_on_screen_is_in_the_dom() {
-    let nodes: Vec<Node> = (0..500).map(|i| node(&format!("n{i}"), (i % 25) as f64 * 260.0, (i / 25) as f64 * 160.0)).collect();
+    let nodes: Vec<Node> =
+        (0..500).map(|i| node(&format!("n{i}"), (i % 25) as f64 * 260.0, (i / 25) as f64 * 160.0)).collect();
     let (state, host) = mount(graph(nodes));
     tick().await;
     // Zoom in on the top-left corner: a handful of nodes are drawn, not 500.

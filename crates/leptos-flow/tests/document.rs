@@ -4,7 +4,9 @@
 
 use leptos_flow::clipboard::{copy, paste};
 use leptos_flow::geometry::{bounds, nodes_in, port_pos_by_name, tidy, Rect, Viewport};
-use leptos_flow::{Command, EditError, Edge, Endpoint, Fragment, Graph, History, Node, Port, Pos, WireError, WireRules};
+use leptos_flow::{
+    Command, Edge, EditError, Endpoint, Fragment, Graph, History, Node, Port, Pos, WireError, WireRules,
+};
 use proptest::prelude::*;
 
 fn rules() -> WireRules {
@@ -78,7 +80,10 @@ fn refused_wires_say_why_and_change_nothing() {
     assert!(matches!(err, EditError::Wire(WireError::Incompatible { .. })));
     assert!(!h.can_undo() || h.undo_label() == Some("add"));
     h.apply(Command::connect(&r, h.graph(), &ep("a", "out"), &ep("b", "in")).unwrap()).unwrap();
-    assert_eq!(Command::connect(&r, h.graph(), &ep("a", "out"), &ep("b", "in")).unwrap_err(), EditError::Wire(WireError::Duplicate));
+    assert_eq!(
+        Command::connect(&r, h.graph(), &ep("a", "out"), &ep("b", "in")).unwrap_err(),
+        EditError::Wire(WireError::Duplicate)
+    );
 }
 
 #[test]

@@ -33,7 +33,10 @@ fn typing(ev: &web_sys::KeyboardEvent) -> bool {
         .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
         .map(|el| {
             let tag = el.tag_name().to_lowercase();
-            tag == "input" || tag == "textarea" || tag == "select" || el.closest(".monaco-editor").ok().flatten().is_some()
+            tag == "input"
+                || tag == "textarea"
+                || tag == "select"
+                || el.closest(".monaco-editor").ok().flatten().is_some()
         })
         .unwrap_or(false)
 }
@@ -163,19 +166,16 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
         }
         let p = local_pos(el, ev.client_x(), ev.client_y());
         match drag.get_value() {
-            Some(Drag::Pan { moved, .. }) => {
-                if !moved {
-                    state.select_only([]);
-                    state.search.set(None);
-                }
+            // A click on empty canvas (no pan) clears the selection.
+            Some(Drag::Pan { moved: false, .. }) => {
+                state.select_only([]);
+                state.search.set(None);
             }
-            Some(Drag::Nodes { starts, moved, .. }) => {
-                if moved {
-                    let moves: Vec<(String, Pos)> = state.nodes.with_untracked(|m| {
-                        starts.iter().filter_map(|(id, _)| m.get(id).map(|s| (id.clone(), s.pos.get_untracked()))).collect()
-                    });
-                    let _ = state.apply(crate::Command::moves(moves));
-                }
+            Some(Drag::Nodes { starts, moved: true, .. }) => {
+                let moves: Vec<(String, Pos)> = state.nodes.with_untracked(|m| {
+                    starts.iter().filter_map(|(id, _)| m.get(id).map(|s| (id.clone(), s.pos.get_untracked()))).collect()
+                });
+                let _ = state.apply(crate::Command::moves(moves));
             }
             Some(Drag::Wire) => {
                 if let Some(w) = state.wire.get_untracked() {
@@ -204,7 +204,7 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
                 }
                 state.box_select.set(None);
             }
-            None => {}
+            _ => {}
         }
         drag.set_value(None);
     });
@@ -563,7 +563,9 @@ fn NodeView(state: FlowState, id: String, simple: Memo<bool>) -> impl IntoView {
         ev.stop_propagation();
         ev.prevent_default();
         if let Some(el) = ev.current_target().and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok()) {
-            if let Some(c) = el.closest(".lf-canvas").ok().flatten().and_then(|c| c.dyn_into::<web_sys::HtmlElement>().ok()) {
+            if let Some(c) =
+                el.closest(".lf-canvas").ok().flatten().and_then(|c| c.dyn_into::<web_sys::HtmlElement>().ok())
+            {
                 let _ = c.focus();
             }
         }
@@ -839,7 +841,8 @@ fn Minimap(state: FlowState) -> impl IntoView {
         let Some(t) = ev.current_target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) else { return };
         let b = t.get_bounding_client_rect();
         let (r, scale, _) = frame.get_untracked();
-        let world = Pos::new(r.x + (ev.client_x() as f64 - b.left()) / scale, r.y + (ev.client_y() as f64 - b.top()) / scale);
+        let world =
+            Pos::new(r.x + (ev.client_x() as f64 - b.left()) / scale, r.y + (ev.client_y() as f64 - b.top()) / scale);
         let (w, h) = state.size.get_untracked();
         state.viewport.update(|v| {
             v.x = w / 2.0 - world.x * v.zoom;

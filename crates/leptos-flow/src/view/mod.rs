@@ -9,7 +9,7 @@ mod state;
 
 pub use canvas::FlowCanvas;
 pub use palette::Palette;
-pub use state::{FlowState, Notice, NodeSig, PaletteItem, SearchPopup, WireDrag, GRID};
+pub use state::{FlowState, NodeSig, Notice, PaletteItem, SearchPopup, WireDrag, GRID};
 
 /// The editor's stylesheet, injected by [`FlowCanvas`]. Colours of port types come from
 /// `--lf-type-<name>` custom properties the application may set.
