@@ -585,6 +585,16 @@ pub fn Gallery() -> impl IntoView {
             }
         });
     };
+    let open_path = RwSignal::new(String::new());
+    let open_file = move |_| {
+        let p = open_path.get_untracked();
+        spawn_local(async move {
+            match invoke::<_, OpenedGym>("open_gym", &json!({"path": p})).await {
+                Ok(g) => ctx.open(g),
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
     let has_gym = move || ctx.path.get().is_some();
     view! {
         <div class="hz-modal-back">
@@ -594,6 +604,10 @@ pub fn Gallery() -> impl IntoView {
                     <input id="new-gym-name" placeholder="new-gym-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
                     <button id="new-gym" on:click=new_gym>"New blank gym"</button>
                     {move || has_gym().then(|| view! { <button id="close-gallery" on:click=move |_| ctx.gallery.set(false)>"Close"</button> })}
+                </div>
+                <div class="hz-row">
+                    <input id="open-path" class="hz-wide" placeholder="/path/to/name.gym.json" prop:value=move || open_path.get() on:input=move |ev| open_path.set(event_target_value(&ev)) />
+                    <button id="open-path-go" on:click=open_file>"Open file"</button>
                 </div>
                 {move || error.get().map(|e| view! { <div class="hz-field-error" id="gallery-error">{e}</div> })}
                 <h3>"Templates"</h3>

@@ -428,8 +428,11 @@ fn ci(fuzz_seconds: u64) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    step("build the desktop app (for the end-to-end tests)");
-    let app = build_app_only(false)?;
+    // Built with every target so features unify exactly as in `cargo test --workspace`:
+    // the test run then reuses this build instead of compiling the Tauri stack again.
+    step("build the desktop app (for the end-to-end tests) and every test target");
+    run(Command::new("cargo").args(["build", "--workspace", "--all-targets"]))?;
+    let app = app_binary(false);
     step("setup: Python venv for the Python face (pinned packages)");
     let venv = python_venv()?;
     step("cargo test");

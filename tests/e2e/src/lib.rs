@@ -27,7 +27,11 @@ pub fn app_binary() -> PathBuf {
 }
 
 fn have(program: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {program} >/dev/null 2>&1")).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program} >/dev/null 2>&1"))
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Why the end-to-end tests cannot run here, if they cannot. `cargo xtask ci` builds the app
@@ -68,7 +72,9 @@ fn free_port() -> Result<u16> {
 
 fn free_display() -> Result<u32> {
     (90..140)
-        .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists())
+        .find(|n| {
+            !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        })
         .context("no free X display number between :90 and :139")
 }
 
@@ -142,6 +148,27 @@ impl App {
         let _ = std::fs::remove_dir_all(&shots);
         std::fs::create_dir_all(&shots)?;
         Ok(App { client, children, data_dir, shots, shot_no: 0 })
+    }
+
+    /// Resident memory (KiB) of every process started under tauri-driver except the
+    /// WebDriver server itself: the app and its web processes.
+    pub fn app_rss_kib(&self) -> u64 {
+        let Some(driver) = self.children.get(1).map(Child::id) else { return 0 };
+        descendants(driver)
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim() != "WebKitWebDriver"
+            })
+            .map(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("VmRSS:").and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                    })
+                    .unwrap_or(0)
+            })
+            .sum()
     }
 
     /// Save a numbered screenshot of the window.
@@ -237,22 +264,50 @@ impl App {
     }
 
     fn stop(&mut self) {
-        // Newest first: tauri-driver (and the app with it), then Xvfb.
-        for child in self.children.iter_mut().rev() {
-            // SIGTERM first so tauri-driver can end the WebDriver server it started.
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(3) {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
+        // What tauri-driver started (WebKitWebDriver, the app, its web processes) goes first:
+        // tauri-driver does not end them when it is itself ended.
+        if let Some(driver) = self.children.get(1).map(Child::id) {
+            let pids = descendants(driver);
+            for sig in ["-TERM", "-KILL"] {
+                for pid in &pids {
+                    let _ = Command::new("kill").arg(sig).arg(pid.to_string()).stderr(Stdio::null()).status();
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(300));
             }
+        }
+        // Then tauri-driver and Xvfb, newest first.
+        for child in self.children.iter_mut().rev() {
             let _ = child.kill();
             let _ = child.wait();
         }
         self.children.clear();
     }
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the parenthesised command name: the state, then the parent id.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Every live process below `root` (bounded walk up from each process).
+pub fn descendants(root: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let mut p = pid;
+        for _ in 0..8 {
+            match parent_of(p) {
+                Some(pp) if pp == root => {
+                    out.push(pid);
+                    break;
+                }
+                Some(pp) if pp > 1 => p = pp,
+                _ => break,
+            }
+        }
+    }
+    out
 }
 
 impl Drop for App {

@@ -41,8 +41,10 @@ async fn scenario(app: &mut App) -> Result<()> {
     app.drag(&item, &canvas, 0.0, 160.0).await?;
     app.wait("[data-node-id='reward']").await?;
     // Unwired, it is invalid: a badge on the node and problems in the status bar.
-    app.until("the new node shows its errors", || async { Ok(app.count("[data-node-id='reward'].lf-invalid").await? == 1) })
-        .await?;
+    app.until("the new node shows its errors", || async {
+        Ok(app.count("[data-node-id='reward'].lf-invalid").await? == 1)
+    })
+    .await?;
     ensure!(problems(app).await? != "No problems");
     app.shot("reward-dropped-invalid").await?;
 

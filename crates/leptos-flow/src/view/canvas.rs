@@ -365,20 +365,21 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
     });
     let visible_edges = Memo::new(move |_| {
         let r = visible_rect.get();
-        let nodes = state.nodes.get();
-        state.edges.with(|edges| {
-            edges
-                .iter()
-                .filter(|e| {
-                    let (Some(a), Some(b)) = (nodes.get(&e.from.node), nodes.get(&e.to.node)) else { return false };
-                    let (pa, pb) = (a.pos.get(), b.pos.get());
-                    let x = pa.x.min(pb.x);
-                    let y = pa.y.min(pb.y);
-                    let bx = Rect { x, y, w: (pa.x - pb.x).abs() + NODE_WIDTH, h: (pa.y - pb.y).abs() + 200.0 };
-                    bx.intersects(&r)
-                })
-                .cloned()
-                .collect::<Vec<_>>()
+        state.nodes.with(|nodes| {
+            state.edges.with(|edges| {
+                edges
+                    .iter()
+                    .filter(|e| {
+                        let (Some(a), Some(b)) = (nodes.get(&e.from.node), nodes.get(&e.to.node)) else { return false };
+                        let (pa, pb) = (a.pos.get(), b.pos.get());
+                        let x = pa.x.min(pb.x);
+                        let y = pa.y.min(pb.y);
+                        let bx = Rect { x, y, w: (pa.x - pb.x).abs() + NODE_WIDTH, h: (pa.y - pb.y).abs() + 200.0 };
+                        bx.intersects(&r)
+                    })
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
         })
     });
     let simple = Memo::new(move |_| state.viewport.get().zoom < SIMPLE_ZOOM);
@@ -820,18 +821,35 @@ fn NodeSearch(state: FlowState, popup: SearchPopup) -> impl IntoView {
 fn Minimap(state: FlowState) -> impl IntoView {
     const W: f64 = 180.0;
     const H: f64 = 120.0;
+    // The graph's bounds change only when nodes move past the edge; one rect per node,
+    // keyed, in world coordinates under one transform, so a drag or a pan touches one rect
+    // and the transform, not all of them.
+    let bounds = Memo::new(move |_| {
+        state.nodes.with(|nodes| {
+            nodes
+                .values()
+                .map(|s| {
+                    let p = s.pos.get();
+                    Rect { x: p.x, y: p.y, w: NODE_WIDTH, h: s.node.with(node_height) }
+                })
+                .reduce(|a, b| {
+                    let x = a.x.min(b.x);
+                    let y = a.y.min(b.y);
+                    Rect { x, y, w: (a.x + a.w).max(b.x + b.w) - x, h: (a.y + a.h).max(b.y + b.h) - y }
+                })
+        })
+    });
     let frame = Memo::new(move |_| {
         let (w, h) = state.size.get();
         let vis = state.viewport.get().visible(w, h);
-        let nodes = state.nodes.get();
-        let mut r = vis;
-        for s in nodes.values() {
-            let p = s.pos.get();
-            let nh = s.node.with(node_height);
-            let x = r.x.min(p.x);
-            let y = r.y.min(p.y);
-            r = Rect { x, y, w: (r.x + r.w).max(p.x + NODE_WIDTH) - x, h: (r.y + r.h).max(p.y + nh) - y };
-        }
+        let r = match bounds.get() {
+            Some(b) => {
+                let x = vis.x.min(b.x);
+                let y = vis.y.min(b.y);
+                Rect { x, y, w: (vis.x + vis.w).max(b.x + b.w) - x, h: (vis.y + vis.h).max(b.y + b.h) - y }
+            }
+            None => vis,
+        };
         let scale = (W / r.w.max(1.0)).min(H / r.h.max(1.0));
         (r, scale, vis)
     });
@@ -849,40 +867,47 @@ fn Minimap(state: FlowState) -> impl IntoView {
             v.y = h / 2.0 - world.y * v.zoom;
         });
     };
+    let transform = move || {
+        let (r, scale, _) = frame.get();
+        format!("scale({scale}) translate({}, {})", -r.x, -r.y)
+    };
+    let ids = Memo::new(move |_| state.nodes.with(|m| m.keys().cloned().collect::<Vec<_>>()));
     view! {
         <svg class="lf-minimap" width=W height=H on:mousedown=on_down>
-            {move || {
-                let (r, scale, vis) = frame.get();
-                let nodes = state.nodes.get();
-                let rects = nodes
-                    .values()
-                    .map(|s| {
-                        let p = s.pos.get();
-                        let invalid = s.node.with(|n| !n.errors.is_empty());
-                        let h = s.node.with(node_height);
-                        view! {
-                            <rect
-                                class="lf-mini-node"
-                                class:lf-mini-invalid=invalid
-                                x=(p.x - r.x) * scale
-                                y=(p.y - r.y) * scale
-                                width=NODE_WIDTH * scale
-                                height=h * scale
-                            />
-                        }
-                    })
-                    .collect_view();
-                view! {
-                    {rects}
-                    <rect
-                        class="lf-mini-view"
-                        x=(vis.x - r.x) * scale
-                        y=(vis.y - r.y) * scale
-                        width=vis.w * scale
-                        height=vis.h * scale
-                    />
-                }
-            }}
+            <g transform=transform>
+                <For
+                    each=move || ids.get()
+                    key=|id: &String| id.clone()
+                    children=move |id: String| {
+                        let sig = state.nodes.with_untracked(|m| m.get(&id).copied());
+                        sig.map(|s| {
+                            view! {
+                                <rect
+                                    class="lf-mini-node"
+                                    class:lf-mini-invalid=move || s.node.with(|n| !n.errors.is_empty())
+                                    x=move || s.pos.get().x
+                                    y=move || s.pos.get().y
+                                    width=NODE_WIDTH
+                                    height=move || s.node.with(node_height)
+                                />
+                            }
+                        })
+                    }
+                />
+                {move || {
+                    let (_, scale, vis) = frame.get();
+                    view! {
+                        <rect
+                            class="lf-mini-view"
+                            x=vis.x
+                            y=vis.y
+                            width=vis.w
+                            height=vis.h
+                            stroke-width=1.0 / scale
+                        />
+                    }
+                }}
+            </g>
         </svg>
     }
 }
