@@ -233,6 +233,23 @@ pub fn App() -> impl IntoView {
         }
     });
 
+    // Native menu items the shell forwards.
+    spawn_local(async move {
+        let r = crate::ipc::listen("menu", move |id| match id.as_str().unwrap_or_default() {
+            "save" => ctx.save(None),
+            "commit" => ctx.tab.set(Tab::Versions),
+            "undo" => ctx.flow.undo(),
+            "redo" => ctx.flow.redo(),
+            "fit_view" => ctx.flow.fit_view(),
+            "new_gym" | "open_template" => ctx.gallery.set(true),
+            _ => {}
+        })
+        .await;
+        if let Err(e) = r {
+            ctx.say(format!("Menu unavailable: {e}"), true);
+        }
+    });
+
     // Canvas changes regenerate the JSON. Reading `revision` only: one run per change.
     Effect::new(move |prev: Option<u64>| {
         let rev = ctx.flow.revision.get();

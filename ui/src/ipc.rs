@@ -11,6 +11,35 @@ extern "C" {
     async fn tauri_invoke(cmd: &str, args: JsValue) -> Result<JsValue, JsValue>;
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// Registers a callback with the IPC layer and returns its id (how Tauri's own event API
+    /// hands a listener to `plugin:event|listen`).
+    #[wasm_bindgen(catch, js_namespace = ["window", "__TAURI_INTERNALS__"], js_name = transformCallback)]
+    fn transform_callback(cb: &Closure<dyn FnMut(JsValue)>, once: bool) -> Result<u32, JsValue>;
+}
+
+/// Listen for an app event from the shell (menu clicks); `cb` gets the event's payload.
+pub async fn listen(event: &str, mut cb: impl FnMut(serde_json::Value) + 'static) -> Result<(), String> {
+    if !in_tauri() {
+        return Err("not running inside the 440hz app (no Tauri IPC)".to_string());
+    }
+    let closure = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+        let text = js_sys::JSON::stringify(&e).ok().and_then(|s| s.as_string()).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        cb(v.get("payload").cloned().unwrap_or_default());
+    });
+    let id = transform_callback(&closure, false).map_err(error_text)?;
+    // The listener lives as long as the page.
+    closure.forget();
+    invoke::<_, serde_json::Value>(
+        "plugin:event|listen",
+        &serde_json::json!({"event": event, "target": {"kind": "Any"}, "handler": id}),
+    )
+    .await
+    .map(|_| ())
+}
+
 /// Whether the page runs inside the Tauri shell (a plain browser has no IPC).
 pub fn in_tauri() -> bool {
     let Some(w) = web_sys::window() else { return false };

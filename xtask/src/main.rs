@@ -136,7 +136,8 @@ const APT_PACKAGES: &[&str] = &[
 /// More for the tests: the OCI image checks (skopeo, umoci, bubblewrap, runc) and the
 /// Python face (a Python with venv).
 /// Python face (a Python with venv), and the desktop end-to-end and component tests (a
-/// virtual display, WebKitGTK's WebDriver, headless Chromium and its driver).
+/// virtual display, WebKitGTK's WebDriver, headless Chromium and its driver, xdotool for
+/// native menu accelerators).
 const APT_TEST_PACKAGES: &[&str] = &[
     "skopeo",
     "umoci",
@@ -149,6 +150,7 @@ const APT_TEST_PACKAGES: &[&str] = &[
     "webkit2gtk-driver",
     "chromium",
     "chromium-driver",
+    "xdotool",
 ];
 
 fn setup(for_tests: bool) -> Result<()> {

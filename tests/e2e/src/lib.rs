@@ -42,7 +42,7 @@ pub fn missing() -> Option<String> {
     if !bin.exists() {
         gone.push(format!("the app binary {} (build it: cargo xtask app)", bin.display()));
     }
-    for tool in ["Xvfb", "tauri-driver", "WebKitWebDriver"] {
+    for tool in ["Xvfb", "tauri-driver", "WebKitWebDriver", "xdotool"] {
         if !have(tool) {
             gone.push(format!("`{tool}` (cargo xtask setup installs it)"));
         }
@@ -83,6 +83,8 @@ pub struct App {
     pub client: Client,
     children: Vec<Child>,
     pub data_dir: tempfile::TempDir,
+    /// The X display the app runs on.
+    pub display: u32,
     shots: PathBuf,
     shot_no: usize,
 }
@@ -147,7 +149,7 @@ impl App {
         let shots = repo().join("e2e-artifacts").join(name);
         let _ = std::fs::remove_dir_all(&shots);
         std::fs::create_dir_all(&shots)?;
-        Ok(App { client, children, data_dir, shots, shot_no: 0 })
+        Ok(App { client, children, data_dir, display, shots, shot_no: 0 })
     }
 
     /// Resident memory (KiB) of every process started under tauri-driver except the
@@ -212,6 +214,31 @@ impl App {
         }
         // `change` fires on blur; send Tab.
         el.send_keys("\u{E004}").await?;
+        Ok(())
+    }
+
+    /// Press keys in the app's window as the X server sees them (native menu accelerators
+    /// are handled by GTK, outside the webview WebDriver drives).
+    pub fn x_keys(&self, keys: &str) -> Result<()> {
+        let status = Command::new("xdotool")
+            .args([
+                "search",
+                "--sync",
+                "--onlyvisible",
+                "--name",
+                "^440hz$",
+                "windowfocus",
+                "--sync",
+                "key",
+                "--clearmodifiers",
+                keys,
+            ])
+            .env("DISPLAY", format!(":{}", self.display))
+            .status()
+            .context("running xdotool")?;
+        if !status.success() {
+            bail!("xdotool key {keys} failed ({status})");
+        }
         Ok(())
     }
 

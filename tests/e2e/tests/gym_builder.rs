@@ -35,6 +35,15 @@ async fn scenario(app: &mut App) -> Result<()> {
     app.until("the blank gym is valid", || async { Ok(problems(app).await? == "No problems") }).await?;
     app.shot("blank-gym").await?;
 
+    // The native menu reaches the UI: zoom away, then View > Fit to view (Ctrl+0, a GTK
+    // accelerator outside the webview) puts the view back.
+    let transform = "return document.querySelector('.lf-world').style.transform";
+    let fitted = app.js(transform).await?;
+    app.js("const c = document.querySelector('.lf-canvas'); c.dispatchEvent(new WheelEvent('wheel', {deltaY: 400, clientX: 300, clientY: 300, bubbles: true, cancelable: true}))").await?;
+    app.until("the view has moved", || async { Ok(app.js(transform).await? != fitted) }).await?;
+    app.x_keys("ctrl+0")?;
+    app.until("the menu fitted the view again", || async { Ok(app.js(transform).await? == fitted) }).await?;
+
     // 2. Drag a Reward node from the palette onto the canvas.
     let item = app.wait(".lf-palette-item[data-kind='reward']").await?;
     let canvas = app.wait(".lf-canvas").await?;
