@@ -300,6 +300,10 @@ pub fn App() -> impl IntoView {
                 <button id="redo" disabled=move || !ctx.flow.can_redo.get() on:click=move |_| ctx.flow.redo()>"Redo"</button>
                 <button id="fit" on:click=move |_| ctx.flow.fit_view()>"Fit"</button>
                 <button id="tidy" on:click=move |_| ctx.flow.tidy()>"Tidy up"</button>
+                <GraphSearch />
+                <button id="readonly" title="Read-only preview: no edits on the canvas" class:hz-tab-on=move || ctx.flow.readonly.get() on:click=move |_| ctx.flow.readonly.update(|r| *r = !*r)>
+                    {move || if ctx.flow.readonly.get() { "Locked" } else { "Lock" }}
+                </button>
                 <button id="shortcuts" on:click=move |_| ctx.flow.show_shortcuts.update(|s| *s = !*s)>"?"</button>
             </header>
             <div class="hz-main">
@@ -331,6 +335,35 @@ pub fn App() -> impl IntoView {
             </footer>
             {move || ctx.gallery.get().then(|| view! { <Gallery /> })}
         </div>
+    }
+}
+
+/// Find nodes by id, title or kind, or `invalid` / `unused`: selects them and fits them.
+#[component]
+fn GraphSearch() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let query = RwSignal::new(String::new());
+    let run = move || {
+        let ids = ctx.flow.find(&query.get_untracked());
+        let n = ids.len();
+        ctx.flow.select_only(ids);
+        if n > 0 {
+            ctx.flow.fit_selection();
+        }
+        ctx.say(
+            match n {
+                0 => "No matching nodes".to_string(),
+                1 => "1 matching node".to_string(),
+                n => format!("{n} matching nodes"),
+            },
+            false,
+        );
+    };
+    view! {
+        <input id="graph-search" type="search" placeholder="Find in graph (invalid, unused…)"
+            prop:value=move || query.get()
+            on:input=move |ev| query.set(event_target_value(&ev))
+            on:keydown=move |ev| if ev.key() == "Enter" { run() } />
     }
 }
 

@@ -258,3 +258,41 @@ async fn only_what_is_on_screen_is_in_the_dom() {
     assert_eq!(count(&host, ".lf-dot"), 0, "no ports drawn when zoomed out");
     host.remove();
 }
+
+#[wasm_bindgen_test]
+async fn graph_search_finds_invalid_and_unused_nodes() {
+    let (state, host) = mount(graph(vec![node("a", 0.0, 0.0), node("b", 320.0, 0.0), node("c", 0.0, 300.0)]));
+    tick().await;
+    state.connect(&leptos_flow::Endpoint::new("a", "out"), &leptos_flow::Endpoint::new("b", "in")).unwrap();
+    let mut errors = std::collections::HashMap::new();
+    errors.insert("b".to_string(), vec!["value: bad".to_string()]);
+    state.set_errors(&errors);
+    tick().await;
+    assert_eq!(state.find("invalid"), vec!["b".to_string()]);
+    assert_eq!(state.find("unused"), vec!["c".to_string()]);
+    assert_eq!(state.find("B"), vec!["b".to_string()]);
+    assert!(state.find("").is_empty());
+    assert_eq!(count(&host, ".lf-node.lf-invalid"), 1);
+    assert_eq!(q(&host, "[data-node-id='b'] .lf-badge").get_attribute("title").as_deref(), Some("value: bad"));
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+async fn read_only_refuses_moves_and_wires() {
+    let (state, host) = mount(graph(vec![node("a", 0.0, 0.0), node("b", 320.0, 0.0)]));
+    tick().await;
+    state.readonly.set(true);
+    tick().await;
+    let header = q(&host, "[data-node-id='a'] .lf-node-header");
+    let (x, y) = centre(&header);
+    drag(&header, x + 100, y + 50, false).await;
+    assert_eq!(state.graph().nodes["a"].pos, Pos::new(0.0, 0.0));
+    let (tx, ty) = centre(&port(&host, "b", "in", "in"));
+    drag(&port(&host, "a", "out", "out"), tx, ty, false).await;
+    assert!(state.graph().edges.is_empty());
+    key(&host, "Delete", false, false);
+    tick().await;
+    assert_eq!(state.graph().nodes.len(), 2);
+    assert!(!state.can_undo.get_untracked());
+    host.remove();
+}

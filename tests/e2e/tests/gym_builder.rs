@@ -56,6 +56,13 @@ async fn scenario(app: &mut App) -> Result<()> {
     .await?;
     ensure!(problems(app).await? != "No problems");
     app.shot("reward-dropped-invalid").await?;
+    // Find it by searching the graph for invalid nodes.
+    app.wait("#graph-search").await?.send_keys("invalid\u{E007}").await?;
+    app.until("the search selects the invalid node", || async {
+        Ok(app.text("#status").await?.contains("matching node")
+            && app.count(".hz-node-form[data-node='reward']").await? == 1)
+    })
+    .await?;
 
     // 3. A refused wire: a number output cannot feed a flow input.
     let from = app.wait("[data-node-id='reward'] [data-dir='out'][data-port='reward'] .lf-dot").await?;
