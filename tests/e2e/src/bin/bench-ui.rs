@@ -144,7 +144,17 @@ async fn main() -> Result<()> {
         ("pan (fit view)", false, ".lf-canvas", -4.0, -2.0),
         ("drag node (zoom ~1)", true, "[data-node-id='r0'] .lf-node-header", 3.0, 2.0),
         ("pan (zoom ~1)", false, ".lf-canvas", -4.0, -2.0),
+        // The same at fit view with the wire layer hidden: how much of a frame is wires.
+        ("drag node (fit, no wires)", false, "[data-node-id='r0'] .lf-node-header", 3.0, 2.0),
+        ("pan (fit, no wires)", false, ".lf-canvas", -4.0, -2.0),
     ] {
+        if name.ends_with("no wires)") && name.starts_with("drag") {
+            app.js(
+                "document.querySelector('#fit').click(); document.querySelector('.lf-wires').style.display = 'none'",
+            )
+            .await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         if zoom_in {
             // Wheel in at the first node until nodes are drawn in full.
             app.js("const c = document.querySelector('.lf-canvas'); const r = document.querySelector(\"[data-node-id='r0']\").getBoundingClientRect();
