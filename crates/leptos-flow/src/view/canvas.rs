@@ -13,6 +13,8 @@ use wasm_bindgen::JsCast;
 
 /// Zoom below which nodes are drawn as plain boxes.
 const SIMPLE_ZOOM: f64 = 0.5;
+/// Zoom below which node titles are not drawn.
+const TINY_ZOOM: f64 = 0.3;
 /// How close (screen px) the pointer must be to a port for a wire to snap to it.
 const SNAP_PX: f64 = 18.0;
 
@@ -383,6 +385,8 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
         })
     });
     let simple = Memo::new(move |_| state.viewport.get().zoom < SIMPLE_ZOOM);
+    // Below this zoom titles are too small to read: plain boxes paint much faster.
+    let tiny = Memo::new(move |_| state.viewport.get().zoom < TINY_ZOOM);
     let world_style = move || {
         let v = state.viewport.get();
         format!("transform: translate({:.2}px, {:.2}px) scale({:.4});", v.x, v.y, v.zoom)
@@ -392,6 +396,7 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
         <div
             class="lf-canvas"
             class:lf-readonly=move || state.readonly.get()
+            class:lf-tiny=move || tiny.get()
             tabindex="0"
             node_ref=canvas
             on:mousedown=on_canvas_down
