@@ -70,9 +70,7 @@
     setMarkers: function (id, json) {
       var e = editors[id];
       if (e) e.setMarkers(JSON.parse(json));
-      window.hzMonaco.markers[id] = JSON.parse(json);
     },
-    markers: {},
     layout: function (id) { var e = editors[id]; if (e) e.layout(); }
   };
 

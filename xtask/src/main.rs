@@ -335,11 +335,6 @@ fn app_binary(release: bool) -> PathBuf {
 /// Build the UI, then the desktop app (which embeds ui/dist).
 fn build_app(release: bool) -> Result<PathBuf> {
     build_ui(release)?;
-    build_app_only(release)
-}
-
-/// Build the desktop app over the ui/dist already there.
-fn build_app_only(release: bool) -> Result<PathBuf> {
     step("build the desktop app");
     let mut cargo = Command::new("cargo");
     cargo.args(["build", "-p", "hz-desktop"]);

@@ -19,8 +19,13 @@ pub fn node_height(n: &Node) -> f64 {
 
 /// World position of an input (`output == false`) or output port's centre.
 pub fn port_pos(n: &Node, output: bool, index: usize) -> Pos {
-    let y = n.pos.y + HEADER_HEIGHT + ROW_HEIGHT * (index as f64 + 0.5);
-    let x = if output { n.pos.x + NODE_WIDTH } else { n.pos.x };
+    port_at(n.pos, output, index)
+}
+
+/// World position of a port's centre for a node whose top-left corner is at `corner`.
+pub fn port_at(corner: Pos, output: bool, index: usize) -> Pos {
+    let y = corner.y + HEADER_HEIGHT + ROW_HEIGHT * (index as f64 + 0.5);
+    let x = if output { corner.x + NODE_WIDTH } else { corner.x };
     Pos::new(x, y)
 }
 

@@ -4,7 +4,7 @@
 
 use super::state::{Drag, FlowState, NodeSig, SearchPopup, WireDrag, GRID};
 use super::{SHORTCUTS, STYLE};
-use crate::geometry::{self, node_height, port_pos, Rect, Viewport, NODE_WIDTH};
+use crate::geometry::{self, node_height, port_at, port_pos, Rect, Viewport, NODE_WIDTH};
 use crate::model::{Edge, Endpoint, Pos};
 use leptos::ev;
 use leptos::html;
@@ -21,6 +21,19 @@ const SNAP_PX: f64 = 18.0;
 fn local_pos(canvas: &web_sys::HtmlElement, x: i32, y: i32) -> Pos {
     let r = canvas.get_bounding_client_rect();
     Pos::new(x as f64 - r.left(), y as f64 - r.top())
+}
+
+/// The canvas element an event happened in (nodes and ports stop propagation, so they find
+/// it themselves).
+fn canvas_of(ev: &web_sys::Event) -> Option<web_sys::HtmlElement> {
+    ev.current_target()?
+        .dyn_into::<web_sys::Element>()
+        .ok()?
+        .closest(".lf-canvas")
+        .ok()
+        .flatten()?
+        .dyn_into::<web_sys::HtmlElement>()
+        .ok()
 }
 
 fn in_rect(canvas: &web_sys::HtmlElement, x: i32, y: i32) -> bool {
@@ -508,29 +521,22 @@ fn EdgeView(state: FlowState, edge: Edge) -> impl IntoView {
     let from_port = edge.from.port.clone();
     let to_port = edge.to.port.clone();
     let ty = a.node.with_untracked(|n| n.output(&edge.from.port).map(|p| p.ty.clone()).unwrap_or_default());
-    let d = move || {
-        let pa = a.pos.get();
-        let pb = b.pos.get();
+    // One path per frame, shared by the visible wire and its wider hit area.
+    let d = Memo::new(move |_| {
         let (Some(ia), Some(ib)) = (
             a.node.with(|n| n.outputs.iter().position(|p| p.name == from_port)),
             b.node.with(|n| n.inputs.iter().position(|p| p.name == to_port)),
         ) else {
             return String::new();
         };
-        let (ha, hb) = (a.node.with(|n| n.clone()), b.node.with(|n| n.clone()));
-        let mut na = ha;
-        na.pos = pa;
-        let mut nb = hb;
-        nb.pos = pb;
-        wire_path(port_pos(&na, true, ia), port_pos(&nb, false, ib))
-    };
-    let d2 = d.clone();
+        wire_path(port_at(a.pos.get(), true, ia), port_at(b.pos.get(), false, ib))
+    });
     let selected = move || state.selected_edges.with(|s| s.contains(&key));
     view! {
         <g class="lf-edge" data-edge=key_attr>
             <path
                 class="lf-wire-hit"
-                d=d2
+                d=d
                 on:mousedown=move |ev| {
                     ev.stop_propagation();
                     if ev.shift_key() {
@@ -568,12 +574,9 @@ fn NodeView(state: FlowState, id: String, simple: Memo<bool>) -> impl IntoView {
         }
         ev.stop_propagation();
         ev.prevent_default();
-        if let Some(el) = ev.current_target().and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok()) {
-            if let Some(c) =
-                el.closest(".lf-canvas").ok().flatten().and_then(|c| c.dyn_into::<web_sys::HtmlElement>().ok())
-            {
-                let _ = c.focus();
-            }
+        let canvas = canvas_of(&ev);
+        if let Some(c) = &canvas {
+            let _ = c.focus();
         }
         state.search.set(None);
         let toggle = ev.shift_key() || ev.ctrl_key() || ev.meta_key();
@@ -589,14 +592,7 @@ fn NodeView(state: FlowState, id: String, simple: Memo<bool>) -> impl IntoView {
         if state.readonly.get_untracked() {
             return;
         }
-        let Some(canvas) = ev
-            .current_target()
-            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-            .and_then(|el| el.closest(".lf-canvas").ok().flatten())
-            .and_then(|c| c.dyn_into::<web_sys::HtmlElement>().ok())
-        else {
-            return;
-        };
+        let Some(canvas) = canvas else { return };
         let start = state.to_world(local_pos(&canvas, ev.client_x(), ev.client_y()));
         let starts: Vec<(String, Pos)> = state.nodes.with_untracked(|m| {
             state
@@ -691,14 +687,7 @@ fn PortView(state: FlowState, node: String, port: String, ty: String, required: 
         }
         ev.stop_propagation();
         ev.prevent_default();
-        let Some(canvas) = ev
-            .current_target()
-            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-            .and_then(|el| el.closest(".lf-canvas").ok().flatten())
-            .and_then(|c| c.dyn_into::<web_sys::HtmlElement>().ok())
-        else {
-            return;
-        };
+        let Some(canvas) = canvas_of(&ev) else { return };
         let _ = canvas.focus();
         let pointer = state.to_world(local_pos(&canvas, ev.client_x(), ev.client_y()));
         state.wire.set(Some(WireDrag {

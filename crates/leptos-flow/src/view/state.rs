@@ -186,8 +186,13 @@ impl FlowState {
         self.doc.with_value(|h| h.redo_label().map(str::to_string))
     }
 
-    /// Bring the signals in line with the document, touching only what changed.
+    /// Bring the signals in line with the document, touching only what changed. A document
+    /// change bumps `revision`; derived data (badges, ports) does not.
     fn sync(&self) {
+        self.sync_signals(true);
+    }
+
+    fn sync_signals(&self, bump_revision: bool) {
         let (graph, dirty, can_undo, can_redo) =
             self.doc.with_value(|h| (h.graph().clone(), h.is_dirty(), h.can_undo(), h.can_redo()));
         let mut added = false;
@@ -228,7 +233,9 @@ impl FlowState {
             self.selected_edges.update(|s| s.retain(|k| keys.contains(k)));
             self.edges.set(graph.edges.clone());
         }
-        self.revision.update(|r| *r += 1);
+        if bump_revision {
+            self.revision.update(|r| *r += 1);
+        }
         self.dirty.set(dirty);
         self.can_undo.set(can_undo);
         self.can_redo.set(can_redo);
@@ -287,20 +294,13 @@ impl FlowState {
                 h.set_errors(&id, errors.get(&id).cloned().unwrap_or_default());
             }
         });
-        self.sync_quiet();
+        self.sync_signals(false);
     }
 
     /// Set ports derived from node data (not an undo step).
     pub fn set_ports(&self, id: &str, inputs: Vec<Port>, outputs: Vec<Port>) {
         self.doc.update_value(|h| h.set_ports(id, inputs, outputs));
-        self.sync_quiet();
-    }
-
-    /// Sync without counting a document revision (derived data only).
-    fn sync_quiet(&self) {
-        let rev = self.revision.get_untracked();
-        self.sync();
-        self.revision.set(rev);
+        self.sync_signals(false);
     }
 
     pub fn notify(&self, text: String, error: bool) {
@@ -412,7 +412,7 @@ impl FlowState {
         };
         let (cmd, ids) = self.with_graph(|g| match at {
             Some(p) => clipboard::paste(g, &f, p, false),
-            None => clipboard::paste(g, &f, Pos::new(2.0 * GRID * 2.0, 2.0 * GRID * 2.0), true),
+            None => clipboard::paste(g, &f, Pos::new(4.0 * GRID, 4.0 * GRID), true),
         });
         if self.apply(cmd).is_ok() {
             self.select_only(ids);
