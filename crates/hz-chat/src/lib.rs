@@ -1,0 +1,1 @@
+//! Chat templates, tool-call parsing and loss masks.
