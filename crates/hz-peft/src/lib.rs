@@ -2,6 +2,13 @@
 //! key names Hugging Face PEFT writes, so an adapter trained here loads in PEFT and back; and
 //! [`merge_into`], which bakes an adapter into a base model's safetensors.
 
+mod adapter;
+mod io;
+mod merge;
+
+pub use adapter::{peft_key, Which, KEY_PREFIX};
+pub use merge::{merge_into, merge_into_with, MergeReport, Progress, INDEX_FILE};
+
 use candle_core::Tensor;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
