@@ -51,7 +51,7 @@ pub struct RuntimeArgs {
 impl RuntimeArgs {
     pub fn config(&self) -> RuntimeConfig {
         let overseer = self.overseer_url.as_ref().map(|url| {
-            let cfg = OverseerConfig { base_url: url.clone(), model: self.overseer_model.clone(), timeout_ms: 30_000 };
+            let cfg = OverseerConfig::new(url.clone(), self.overseer_model.clone());
             // The API key comes from the environment here; the desktop app keeps it in the
             // OS keychain.
             let key = std::env::var("HZ_OVERSEER_API_KEY").ok().filter(|k| !k.is_empty());

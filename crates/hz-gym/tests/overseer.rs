@@ -77,7 +77,11 @@ fn overseer_gym() -> Value {
 
 fn provider(url: &str) -> OpenAiCompatible {
     OpenAiCompatible::new(
-        OverseerConfig { base_url: format!("{url}/v1"), model: "judge-small".into(), timeout_ms: 5_000 },
+        OverseerConfig {
+            timeout_ms: 5_000,
+            retry_base_ms: 1,
+            ..OverseerConfig::new(format!("{url}/v1"), "judge-small")
+        },
         Some("sk-test".into()),
     )
 }
@@ -92,7 +96,7 @@ fn openai_compatible_provider_scores_and_sends_the_key() {
     assert_eq!(good.score, 0.9);
     assert_eq!(good.rationale, "model judge-small");
     assert_eq!(p.judge(&req("done")).unwrap().score, 0.1);
-    assert!(matches!(p.judge(&req("NONSENSE")), Err(OverseerError::Nonsense(_))));
+    assert!(matches!(p.judge(&req("NONSENSE")), Err(OverseerError::Nonsense { .. })));
     assert_eq!(auth.lock().unwrap()[0], "Bearer sk-test");
 }
 
@@ -100,7 +104,7 @@ fn openai_compatible_provider_scores_and_sends_the_key() {
 fn unreachable_or_failing_endpoints_are_clear_errors() {
     let url = serve(|_, _, _| (503, "overloaded".into(), vec![]));
     match provider(&url).judge(&JudgeRequest { rubric: "r".into(), subject: "s".into(), task: json!({}) }) {
-        Err(OverseerError::Status { status: 503, body }) => assert_eq!(body, "overloaded"),
+        Err(OverseerError::Status { status: 503, body, .. }) => assert_eq!(body, "overloaded"),
         other => panic!("{other:?}"),
     }
     // A port nobody listens on.
@@ -111,7 +115,7 @@ fn unreachable_or_failing_endpoints_are_clear_errors() {
     let p = provider(&format!("http://127.0.0.1:{closed}"));
     assert!(matches!(
         p.judge(&JudgeRequest { rubric: "r".into(), subject: "s".into(), task: json!({}) }),
-        Err(OverseerError::Transport(_))
+        Err(OverseerError::Transport { .. })
     ));
 }
 
