@@ -44,6 +44,7 @@ fi
     referencing==0.37.0 \
     regex==2026.11.19 \
     rpds-py==2026.9.1 \
+    safetensors==0.8.0 \
     typing_extensions==4.16.0 \
     tzdata==2026.6
 

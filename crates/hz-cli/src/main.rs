@@ -8,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod gym;
+mod model;
 mod versions;
 
 use anyhow::Result;
@@ -32,6 +33,9 @@ enum Command {
     /// Benchmarks that print a table and write JSON.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Work with local model folders: merge a LoRA adapter into its base.
+    #[command(subcommand)]
+    Model(model::ModelCmd),
 }
 
 /// What the node operator allows and which overseer judges.
@@ -82,6 +86,7 @@ fn main() -> std::process::ExitCode {
     let result: Result<bool> = match cli.command {
         Command::Gym(cmd) => gym::run(cmd),
         Command::Bench(cmd) => bench::run(cmd).map(|()| true),
+        Command::Model(cmd) => model::run(cmd),
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
