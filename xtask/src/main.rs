@@ -129,6 +129,8 @@ const APT_PACKAGES: &[&str] = &[
     "libxdo-dev",
     "libsoup-3.0-dev",
     "libjavascriptcoregtk-4.1-dev",
+    // libdbus for the keychain (the keyring crate's Secret Service backend).
+    "libdbus-1-dev",
     "nodejs",
     "npm",
 ];
@@ -151,6 +153,11 @@ const APT_TEST_PACKAGES: &[&str] = &[
     "chromium",
     "chromium-driver",
     "xdotool",
+    // A private Secret Service for the keychain test: session bus, gnome-keyring, secret-tool.
+    "dbus",
+    "dbus-x11",
+    "gnome-keyring",
+    "libsecret-tools",
 ];
 
 fn setup(for_tests: bool) -> Result<()> {
@@ -438,6 +445,8 @@ fn ci(fuzz_seconds: u64) -> Result<()> {
         .env("HZ_PYTHON", venv.join("bin").join("python"))
         .env("HZ_APP_BIN", std::fs::canonicalize(&app)?)
         .env("HZ_E2E_REQUIRED", "1"))?;
+    step("keychain test (a private D-Bus session with gnome-keyring)");
+    run(Command::new("bash").arg("crates/hz-cli/tests/keychain-session.sh"))?;
     step("component tests of the editor canvas in headless Chromium");
     run(Command::new("cargo")
         .args(["test", "-p", "leptos-flow", "--target", "wasm32-unknown-unknown", "--test", "browser"])

@@ -8,13 +8,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod gym;
+mod key;
 mod model;
 mod versions;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use hz_core::{NetworkPolicy, OverseerConfig};
-use hz_gym::overseer::OpenAiCompatible;
+use hz_gym::overseer::{CachedProvider, OpenAiCompatible, RewardProvider, SqliteJudgementStore};
 use hz_gym::RuntimeConfig;
 use std::sync::Arc;
 
@@ -36,6 +37,9 @@ enum Command {
     /// Work with local model folders: merge a LoRA adapter into its base.
     #[command(subcommand)]
     Model(model::ModelCmd),
+    /// API keys in the OS keychain (read from standard input, never from arguments).
+    #[command(subcommand)]
+    Key(key::KeyCmd),
 }
 
 /// What the node operator allows and which overseer judges.
@@ -50,16 +54,37 @@ pub struct RuntimeArgs {
     /// Model name for the overseer endpoint.
     #[arg(long, env = "HZ_OVERSEER_MODEL", default_value = "overseer")]
     overseer_model: String,
+    /// Name of the overseer's API key in the environment or the keychain (default: from the
+    /// endpoint's host, e.g. OPENROUTER_API_KEY, then HZ_OVERSEER_API_KEY).
+    #[arg(long, env = "HZ_OVERSEER_KEY_NAME", value_name = "NAME")]
+    overseer_key_name: Option<String>,
+    /// Keep overseer judgements in this SQLite file too, so identical ones are not asked
+    /// again after a restart (they are always cached in memory).
+    #[arg(long, env = "HZ_OVERSEER_CACHE", value_name = "PATH")]
+    overseer_cache: Option<std::path::PathBuf>,
 }
 
 impl RuntimeArgs {
     pub fn config(&self) -> RuntimeConfig {
         let overseer = self.overseer_url.as_ref().map(|url| {
-            let cfg = OverseerConfig::new(url.clone(), self.overseer_model.clone());
-            // The API key comes from the environment here; the desktop app keeps it in the
-            // OS keychain.
-            let key = std::env::var("HZ_OVERSEER_API_KEY").ok().filter(|k| !k.is_empty());
-            Arc::new(OpenAiCompatible::new(cfg, key)) as Arc<dyn hz_gym::overseer::RewardProvider>
+            let cfg = OverseerConfig {
+                key_name: self.overseer_key_name.clone(),
+                ..OverseerConfig::new(url.clone(), self.overseer_model.clone())
+            };
+            let key = key::resolve_api_key(&cfg);
+            let cached = CachedProvider::new(OpenAiCompatible::new(cfg, key));
+            let cached = match &self.overseer_cache {
+                None => cached,
+                Some(path) => match SqliteJudgementStore::open(path) {
+                    Ok(store) => cached.with_store(store),
+                    // Judging still works without the file, only slower on re-runs.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "overseer cache unavailable; caching in memory only");
+                        cached
+                    }
+                },
+            };
+            Arc::new(cached) as Arc<dyn RewardProvider>
         });
         RuntimeConfig {
             network: NetworkPolicy { allowed_hosts: self.allow_hosts.clone() },
@@ -87,6 +112,7 @@ fn main() -> std::process::ExitCode {
         Command::Gym(cmd) => gym::run(cmd),
         Command::Bench(cmd) => bench::run(cmd).map(|()| true),
         Command::Model(cmd) => model::run(cmd),
+        Command::Key(cmd) => key::run(cmd),
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,

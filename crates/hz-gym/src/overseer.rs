@@ -96,6 +96,8 @@ pub enum OverseerError {
     },
     #[error("judge {judge} answered nonsense after {attempts} attempt(s): {problem}; the reply began {snippet:?}")]
     Nonsense { judge: String, attempts: u32, problem: String, snippet: String },
+    #[error("overseer endpoint {endpoint}: {reason}")]
+    Config { endpoint: String, reason: String },
     #[error("overseer cache: {0}")]
     Cache(String),
 }
@@ -172,6 +174,7 @@ pub struct OpenAiCompatible {
 
 /// One failed request, before the attempt count is known.
 enum Failure {
+    Config(String),
     Transport { reason: String, retry: bool },
     Timeout { phase: &'static str, limit_ms: u64 },
     Status { status: u16, body: String, retry_after: Option<Duration> },
@@ -231,6 +234,12 @@ impl OpenAiCompatible {
         });
         let mut call = self.agent.post(&self.endpoint).header("Content-Type", "application/json");
         if let Some(key) = &self.api_key {
+            // Said here, or the HTTP layer refuses the header with a message about headers.
+            if !key.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(Failure::Config(
+                    "the API key holds characters an HTTP header cannot carry (only visible ASCII, no spaces)".into(),
+                ));
+            }
             call = call.header("Authorization", &format!("Bearer {key}"));
         }
         let mut resp = call.send(body.to_string()).map_err(|e| self.transport_failure(e))?;
@@ -294,6 +303,7 @@ impl OpenAiCompatible {
     fn error(&self, failure: Failure, attempts: u32, retry_refused: Option<Duration>) -> OverseerError {
         let endpoint = self.endpoint.clone();
         match failure {
+            Failure::Config(reason) => OverseerError::Config { endpoint, reason },
             Failure::Transport { reason, .. } => OverseerError::Transport { endpoint, attempts, reason },
             Failure::Timeout { phase, limit_ms } => OverseerError::Timeout { endpoint, attempts, phase, limit_ms },
             Failure::Status { status, body, .. } => OverseerError::Status {

@@ -346,3 +346,11 @@ fn the_sqlite_cache_survives_a_reopen() {
     other.judge(&req("kept")).unwrap();
     assert_eq!(judge.count(), 2);
 }
+
+#[test]
+fn a_key_no_header_can_carry_is_refused_before_any_request() {
+    let judge = Judge::start(vec![verdict(1.0, "never reached")]);
+    let err = OpenAiCompatible::new(judge.config(), Some("sk-kéy".into())).judge(&req("a")).unwrap_err();
+    assert!(matches!(&err, OverseerError::Config { reason, .. } if reason.contains("API key")), "{err:?}");
+    assert_eq!(judge.count(), 0);
+}
