@@ -10,6 +10,7 @@ mod bench;
 mod gym;
 mod key;
 mod model;
+mod serve;
 mod versions;
 
 use anyhow::Result;
@@ -40,6 +41,8 @@ enum Command {
     /// API keys in the OS keychain (read from standard input, never from arguments).
     #[command(subcommand)]
     Key(key::KeyCmd),
+    /// Serve a local model folder as an OpenAI-compatible chat endpoint on loopback.
+    Serve(serve::ServeArgs),
 }
 
 /// What the node operator allows and which overseer judges.
@@ -113,6 +116,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(cmd) => bench::run(cmd).map(|()| true),
         Command::Model(cmd) => model::run(cmd),
         Command::Key(cmd) => key::run(cmd),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
