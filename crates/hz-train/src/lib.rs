@@ -1,0 +1,36 @@
+//! Training LoRA adapters on gyms, locally on a provider node: GRPO over multi-turn episodes
+//! against the `hz-gym` runtime, with the gym's itemised rewards (and its AI overseer) as the
+//! signal. Raw data and gym state stay in this process.
+
+pub mod grpo;
+pub mod loss;
+pub mod optim;
+pub mod rollout;
+
+use candle_core::Tensor;
+use hz_llm::{Fwd, Model};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("gym: {0}")]
+    Gym(String),
+    #[error(transparent)]
+    Chat(#[from] hz_chat::ChatError),
+    #[error(transparent)]
+    Llm(#[from] hz_llm::LlmError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// One supervised step on masked sequences (negative log-likelihood of the policy tokens):
+/// the brief warm-up that teaches a small model a gym's answer format. Returns the loss.
+pub fn sft_step(model: &Model, opt: &mut optim::AdamW, rows: &[loss::Scored]) -> Result<f64, TrainError> {
+    let refs: Vec<&loss::Scored> = rows.iter().collect();
+    let (lp, mask, _) = loss::sequence_logprobs(model, &refs, Fwd::TRAIN)?;
+    let n = mask.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?.max(1.0);
+    let loss: Tensor = (lp.mul(&mask)?.sum_all()?.neg()? / n)?;
+    let grads = loss.backward()?;
+    let g = opt.collect(&grads);
+    opt.step(&g)?;
+    Ok(loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?)
+}
