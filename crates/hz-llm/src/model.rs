@@ -416,6 +416,22 @@ impl Model {
     /// Run the decoder over `input`, appending to `cache`. Returns logits `[b, s, vocab]`, or
     /// `[b, 1, vocab]` with `fwd.last_only`.
     pub fn forward(&self, input: &Input, cache: &mut KvCache, fwd: Fwd) -> Result<Tensor, LlmError> {
+        let h = self.forward_hidden(input, cache, fwd)?;
+        self.logits(&h)
+    }
+
+    /// Logits from final hidden states (`[.., hidden]` → `[.., vocab]`).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor, LlmError> {
+        let mut logits = self.lm_head.matmul_t(hidden)?;
+        if let Some(cap) = self.config.final_logit_softcapping {
+            logits = ((logits / cap)?.tanh()? * cap)?;
+        }
+        Ok(logits)
+    }
+
+    /// The decoder up to and including the final norm: hidden states `[b, s, hidden]` (what a
+    /// value head reads), or `[b, 1, hidden]` with `fwd.last_only`.
+    pub fn forward_hidden(&self, input: &Input, cache: &mut KvCache, fwd: Fwd) -> Result<Tensor, LlmError> {
         let c = &self.config;
         let (b, s) = (input.batch, input.len);
         if input.tokens.len() != b * s || input.valid.len() != b * s {
@@ -432,6 +448,10 @@ impl Model {
         }
         // Positions: each row continues from where it stopped; padding takes no position.
         let past = cache.len();
+        // Checked before the cache is touched, so a refused input leaves it as it was.
+        if past + s > c.max_position_embeddings.max(1) * 4 {
+            return Err(LlmError::Input(format!("sequence of {} tokens is too long", past + s)));
+        }
         let mut positions = vec![0u32; b * s];
         for row in 0..b {
             let mut p = cache.next_pos[row];
@@ -444,9 +464,6 @@ impl Model {
             cache.next_pos[row] = p;
             cache.key_valid[row].extend_from_slice(&input.valid[row * s..(row + 1) * s]);
             cache.key_pos[row].extend_from_slice(&positions[row * s..(row + 1) * s]);
-        }
-        if past + s > c.max_position_embeddings.max(1) * 4 {
-            return Err(LlmError::Input(format!("sequence of {} tokens is too long", past + s)));
         }
         let total = past + s;
         let ids = Tensor::from_vec(input.tokens.clone(), (b * s,), &self.device)?;
@@ -531,12 +548,7 @@ impl Model {
             x = (x + m)?;
         }
         let x = if fwd.last_only { x.narrow(1, s - 1, 1)? } else { x };
-        let x = ops::rms_norm(&x, &self.norm, c.rms_norm_eps, off)?;
-        let mut logits = self.lm_head.matmul_t(&x)?;
-        if let Some(cap) = c.final_logit_softcapping {
-            logits = ((logits / cap)?.tanh()? * cap)?;
-        }
-        Ok(logits)
+        Ok(ops::rms_norm(&x, &self.norm, c.rms_norm_eps, off)?)
     }
 
     /// Additive attention mask `[b, 1, s, past + s]`: causal, no padding keys, sliding window.

@@ -2,7 +2,7 @@
 //! clipped surrogate on policy tokens only, and a KL penalty to the reference (the base with the
 //! adapter off).
 
-use crate::loss::{clipped_pg_loss, group_advantages, per_sequence, sequence_logprobs, PgConfig, Scored};
+use crate::loss::{clipped_pg_loss, group_advantages, per_sequence, score, PgConfig, Scored};
 use crate::optim::{accumulate, AdamW};
 use crate::rollout::{rollout_group, Episode, GymFace};
 use crate::TrainError;
@@ -126,7 +126,7 @@ pub fn update(
         .filter(|&i| (adv[i] != 0.0 || cfg.pg.kl_beta > 0.0) && episodes[i].mask.iter().any(|&b| b))
         .collect();
     let scored: Vec<Scored> =
-        chosen.iter().map(|&i| Scored { tokens: episodes[i].tokens.clone(), mask: episodes[i].mask.clone() }).collect();
+        chosen.iter().map(|&i| Scored { tokens: &episodes[i].tokens, mask: &episodes[i].mask }).collect();
     let total_tokens: f64 = scored.iter().map(|s| s.mask.iter().skip(1).filter(|&&b| b).count() as f64).sum();
     let mut trained_tokens = 0usize;
     if !scored.is_empty() && total_tokens > 0.0 && chosen.iter().any(|&i| adv[i] != 0.0) {
@@ -135,10 +135,10 @@ pub fn update(
         // Old-policy and reference log-probabilities, fixed for the whole step.
         let mut fixed = Vec::with_capacity(batches.len());
         for b in &batches {
-            let rows: Vec<&Scored> = b.iter().map(|&k| &scored[k]).collect();
-            let (old, _, _) = sequence_logprobs(model, &rows, Fwd::POLICY)?;
+            let rows: Vec<Scored> = b.iter().map(|&k| scored[k]).collect();
+            let old = score(model, &rows, Fwd::POLICY, false, false)?.lp;
             let reference = if cfg.pg.kl_beta > 0.0 {
-                Some(sequence_logprobs(model, &rows, Fwd::REFERENCE)?.0.detach())
+                Some(score(model, &rows, Fwd::REFERENCE, false, false)?.lp.detach())
             } else {
                 None
             };
@@ -149,12 +149,13 @@ pub fn update(
             let mut grads = Vec::new();
             for (bi, b) in batches.iter().enumerate() {
                 model.seed_dropout(derive_seed(cfg.seed ^ 0xD0, step, (epoch * batches.len() + bi) as u64));
-                let rows: Vec<&Scored> = b.iter().map(|&k| &scored[k]).collect();
-                let (lp, mask, ent) = sequence_logprobs(model, &rows, Fwd::TRAIN)?;
+                let rows: Vec<Scored> = b.iter().map(|&k| scored[k]).collect();
+                let sc = score(model, &rows, Fwd::TRAIN, true, false)?;
+                let (lp, mask) = (&sc.lp, &sc.mask);
                 let a: Vec<f64> = b.iter().map(|&k| adv[chosen[k]]).collect();
                 let a = per_sequence(&a, lp.dtype(), lp.device())?;
                 let (old, reference) = &fixed[bi];
-                let (loss, st) = clipped_pg_loss(&lp, old, reference.as_ref(), &a, &mask, &ent, cfg.pg)?;
+                let (loss, st) = clipped_pg_loss(lp, old, reference.as_ref(), &a, mask, sc.entropy.as_ref(), cfg.pg)?;
                 // Token mean over the whole step, not per micro-batch.
                 let w = st.tokens / total_tokens;
                 let g = (loss * w)?.backward()?;

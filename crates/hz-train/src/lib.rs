@@ -25,8 +25,8 @@ pub enum TrainError {
 /// One supervised step on masked sequences (negative log-likelihood of the policy tokens):
 /// the brief warm-up that teaches a small model a gym's answer format. Returns the loss.
 pub fn sft_step(model: &Model, opt: &mut optim::AdamW, rows: &[loss::Scored]) -> Result<f64, TrainError> {
-    let refs: Vec<&loss::Scored> = rows.iter().collect();
-    let (lp, mask, _) = loss::sequence_logprobs(model, &refs, Fwd::TRAIN)?;
+    let sc = loss::score(model, rows, Fwd::TRAIN, false, false)?;
+    let (lp, mask) = (sc.lp, sc.mask);
     let n = mask.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?.max(1.0);
     let loss: Tensor = (lp.mul(&mask)?.sum_all()?.neg()? / n)?;
     let grads = loss.backward()?;

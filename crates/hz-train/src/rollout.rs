@@ -17,6 +17,8 @@ pub struct Episode {
     pub mask: Vec<bool>,
     /// Sum of the step rewards.
     pub reward: f64,
+    /// The reward of each turn, in order (PPO credits it to the turn's last policy token).
+    pub turn_rewards: Vec<f64>,
     /// Reward per source (`r_category`, `invalid_action`, `overseer`...), summed over steps.
     pub items: BTreeMap<String, f64>,
     pub turns: usize,
@@ -73,6 +75,7 @@ pub fn rollout_group(
             tokens: Vec::new(),
             mask: Vec::new(),
             reward: 0.0,
+            turn_rewards: Vec::new(),
             items: BTreeMap::new(),
             turns: 0,
             completion_tokens: 0,
@@ -107,6 +110,7 @@ pub fn rollout_group(
             out[i].completions.push(text);
             let r = envs[i].step(&action).map_err(|e| TrainError::Gym(e.to_string()))?;
             out[i].reward += r.reward;
+            out[i].turn_rewards.push(r.reward);
             if let Some(items) = r.info.get("rewards").and_then(|v| v.as_array()) {
                 for it in items {
                     let src = it.get("source").and_then(|v| v.as_str()).unwrap_or("?").to_string();
