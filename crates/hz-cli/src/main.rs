@@ -11,6 +11,7 @@ mod gym;
 mod key;
 mod model;
 mod serve;
+mod train;
 mod versions;
 
 use anyhow::Result;
@@ -43,6 +44,8 @@ enum Command {
     Key(key::KeyCmd),
     /// Serve a local model folder as an OpenAI-compatible chat endpoint on loopback.
     Serve(serve::ServeArgs),
+    /// Train a LoRA adapter on a gym (GRPO, DPO or PPO); rerun to resume a stopped run.
+    Train(Box<train::TrainArgs>),
 }
 
 /// What the node operator allows and which overseer judges.
@@ -117,6 +120,7 @@ fn main() -> std::process::ExitCode {
         Command::Model(cmd) => model::run(cmd),
         Command::Key(cmd) => key::run(cmd),
         Command::Serve(args) => serve::run(args),
+        Command::Train(args) => train::run(*args),
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,

@@ -5,6 +5,9 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
+mod train;
+pub use train::{TrainRunRow, TrainStepRow};
+
 /// Errors of the index.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -37,7 +40,8 @@ pub struct VersionRow {
 }
 
 /// Migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &["CREATE TABLE gym_versions (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE gym_versions (
         gym TEXT NOT NULL,
         seq INTEGER NOT NULL,
         manifest TEXT NOT NULL,
@@ -47,7 +51,40 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE gym_versions (
         created_at INTEGER NOT NULL,
         PRIMARY KEY (gym, seq)
     );
-    CREATE INDEX gym_versions_manifest ON gym_versions (manifest);"];
+    CREATE INDEX gym_versions_manifest ON gym_versions (manifest);",
+    // Training runs and their per-step metrics (the JSON line as written, and the main
+    // numbers as columns for dashboards), with one row per reward source and step.
+    "CREATE TABLE train_runs (
+        run TEXT PRIMARY KEY,
+        algo TEXT NOT NULL,
+        gym TEXT NOT NULL,
+        model TEXT NOT NULL,
+        config TEXT NOT NULL,
+        started_at INTEGER NOT NULL
+    );
+    CREATE TABLE train_steps (
+        run TEXT NOT NULL REFERENCES train_runs (run),
+        step INTEGER NOT NULL,
+        reward_mean REAL NOT NULL,
+        reward_std REAL NOT NULL,
+        kl REAL NOT NULL,
+        loss REAL NOT NULL,
+        clip_fraction REAL NOT NULL,
+        entropy REAL NOT NULL,
+        completion_len REAL NOT NULL,
+        tokens_per_s REAL NOT NULL,
+        metrics TEXT NOT NULL,
+        PRIMARY KEY (run, step)
+    );
+    CREATE TABLE train_step_rewards (
+        run TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        mean REAL NOT NULL,
+        std REAL NOT NULL,
+        PRIMARY KEY (run, step, source)
+    );",
+];
 
 /// The index database.
 pub struct Db {

@@ -14,20 +14,20 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PeftError + 
 /// A sibling of `path` for building it before the rename (same folder, so the rename stays
 /// on one filesystem and is atomic). Hidden, and tagged with the process id so two writers
 /// never share one.
-pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
+pub fn temp_sibling(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
 /// Flush a folder's entry list, so a rename into it survives a power cut.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+pub fn sync_dir(dir: &Path) -> Result<()> {
     // An empty parent means the current directory.
     let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
     File::open(dir).and_then(|f| f.sync_all()).map_err(io_err(dir))
 }
 
 /// Write a file whole or not at all: temp file, fsync, rename over `path`.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_sibling(path);
     let written = (|| {
         let mut f = File::create(&tmp)?;

@@ -6,6 +6,11 @@ mod adapter;
 mod io;
 mod merge;
 
+/// Whole-or-nothing file writes (also used for training checkpoints).
+pub mod fsio {
+    pub use crate::io::{sync_dir, temp_sibling, write_atomic};
+}
+
 pub use adapter::{peft_key, Which, KEY_PREFIX};
 pub use merge::{merge_into, merge_into_with, MergeReport, Progress, INDEX_FILE};
 

@@ -9,7 +9,7 @@ use crate::TrainError;
 use hz_chat::ChatTokenizer;
 use hz_llm::generate::Sampling;
 use hz_llm::{Fwd, Model};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -44,7 +44,8 @@ impl Default for GrpoConfig {
 }
 
 /// What one step did (one JSON line in `metrics.jsonl`).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StepMetrics {
     pub step: u64,
     pub reward_mean: f64,
@@ -63,6 +64,9 @@ pub struct StepMetrics {
     /// Groups whose rewards were all equal (no signal).
     pub flat_groups: usize,
     pub episodes: usize,
+    /// What only some algorithms measure (DPO accuracy and margin, PPO value loss...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, f64>,
 }
 
 /// A seed for (run, step, index) that does not depend on anything else.

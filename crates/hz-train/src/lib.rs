@@ -1,11 +1,15 @@
 //! Training LoRA adapters on gyms, locally on a provider node: GRPO over multi-turn episodes
 //! against the `hz-gym` runtime, with the gym's itemised rewards (and its AI overseer) as the
-//! signal. Raw data and gym state stay in this process.
+//! signal; DPO from preference pairs; PPO with a value head and GAE; resumable runs with
+//! checkpoints and metrics ([`run`]). Raw data and gym state stay in this process.
 
+pub mod dpo;
 pub mod grpo;
 pub mod loss;
 pub mod optim;
+pub mod ppo;
 pub mod rollout;
+pub mod run;
 
 use candle_core::Tensor;
 use hz_llm::{Fwd, Model};
@@ -20,6 +24,22 @@ pub enum TrainError {
     Llm(#[from] hz_llm::LlmError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Peft(#[from] hz_peft::PeftError),
+    #[error("training config: `{field}`: {reason}")]
+    Config { field: String, reason: String },
+    #[error("{path}: line {line}: {reason}")]
+    Data { path: String, line: usize, reason: String },
+    #[error("{path}: {reason}")]
+    Io { path: String, reason: String },
+    #[error("run: {0}")]
+    Run(String),
+}
+
+impl TrainError {
+    pub fn io(path: &std::path::Path, e: std::io::Error) -> Self {
+        TrainError::Io { path: path.display().to_string(), reason: e.to_string() }
+    }
 }
 
 /// One supervised step on masked sequences (negative log-likelihood of the policy tokens):

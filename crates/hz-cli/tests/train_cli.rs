@@ -1,0 +1,143 @@
+//! `hz train` end to end on a template gym with a tiny model the test writes: a run killed
+//! with SIGKILL mid-way and resumed ends with the same adapter, byte for byte, as an
+//! uninterrupted run with the same seed; metrics land in metrics.jsonl and the SQLite index;
+//! a resume with other settings is refused, naming them.
+
+use hz_llm::tiny::{train_tokenizer, write_model, TinySpec};
+use hz_llm::Family;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn hz() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hz"))
+}
+
+fn gym() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../gym-templates/email-triage/email-triage.gym.json")
+}
+
+fn tiny_model(dir: &Path) {
+    let corpus: Vec<String> = (0..30)
+        .map(|i| format!("category: billing; priority: high; team: finance {i} Triage this email. Reply with one line"))
+        .collect();
+    let tok = train_tokenizer(&corpus, 400).unwrap();
+    write_model(dir, &TinySpec::new(Family::Qwen2, 0), &tok, 3).unwrap();
+}
+
+fn train(model: &Path, out: &Path, data: &Path, steps: u64, extra: &[&str]) -> Command {
+    let mut c = hz();
+    c.args(["train", "--gym"]).arg(gym()).arg("--model").arg(model).arg("--out").arg(out);
+    c.args(["--algo", "grpo", "--seed", "11", "--lr", "0.01", "--group-size", "2", "--prompts-per-step", "1"]);
+    c.args(["--max-new-tokens", "8", "--max-turns", "1", "--checkpoint-every", "1", "--quiet"]);
+    c.args(["--steps", &steps.to_string()]).args(extra);
+    c.env("HZ_DATA_DIR", data).env_remove("HZ_OVERSEER_URL");
+    c
+}
+
+fn ok(mut c: Command) -> String {
+    let out = c.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "hz train failed: {text}");
+    text
+}
+
+/// metrics.jsonl without the wall-clock field.
+fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("tokens_per_s");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_adapter_as_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (tmp.path().join("model"), tmp.path().join("data"));
+    tiny_model(&model);
+    const STEPS: u64 = 4;
+
+    let whole = tmp.path().join("whole");
+    let text = ok(train(&model, &whole, &data, STEPS, &["--no-index"]));
+    assert!(text.contains("adapter:"), "{text}");
+
+    // The same run, killed once its second checkpoint is on disk.
+    let cut = tmp.path().join("cut");
+    let mut child =
+        train(&model, &cut, &data, STEPS, &["--no-index"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let second = cut.join("checkpoints").join("step-00000002");
+    let started = Instant::now();
+    while !second.is_dir() {
+        assert!(started.elapsed() < Duration::from_secs(600), "no second checkpoint within 10 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!cut.join("adapter").exists(), "killed before the end");
+    let before: Vec<_> = metrics(&cut);
+    assert!(before.len() >= 2 && before.len() < STEPS as usize, "{} metric lines at the kill", before.len());
+
+    let text = ok(train(&model, &cut, &data, STEPS, &["--no-index"]));
+    assert!(text.contains("resuming"), "{text}");
+    let weights = |run: &Path| std::fs::read(run.join("adapter").join("adapter_model.safetensors")).unwrap();
+    assert_eq!(weights(&whole), weights(&cut), "resumed adapter differs from the uninterrupted one");
+    assert_eq!(metrics(&whole), metrics(&cut), "every step once, with the same numbers");
+    assert_eq!(metrics(&cut).iter().map(|m| m["step"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    // The adapter is PEFT's layout and moved away from its zero start.
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cut.join("adapter").join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["peft_type"], "LORA");
+    // Old checkpoints are pruned to the newest two.
+    let kept = std::fs::read_dir(cut.join("checkpoints")).unwrap().count();
+    assert_eq!(kept, 2);
+}
+
+#[test]
+fn metrics_go_to_the_index_and_a_changed_resume_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (tmp.path().join("model"), tmp.path().join("data"));
+    tiny_model(&model);
+    let run = tmp.path().join("run");
+    ok(train(&model, &run, &data, 2, &[]));
+    let lines = metrics(&run);
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert!(l["reward_items"].as_object().is_some_and(|o| !o.is_empty()), "itemised rewards: {l}");
+        for k in ["reward_mean", "reward_std", "kl", "loss", "clip_fraction", "entropy", "completion_len"] {
+            assert!(l[k].as_f64().is_some_and(f64::is_finite), "{k} in {l}");
+        }
+    }
+    let db = hz_db::Db::open(&data.join("index.sqlite")).unwrap();
+    let key = std::path::absolute(&run).unwrap().display().to_string();
+    let row = db.train_run(&key).unwrap().expect("the run is in the index");
+    assert_eq!(row.algo, "grpo");
+    let steps = db.train_steps(&key).unwrap();
+    assert_eq!(steps.len(), 2);
+    for (s, l) in steps.iter().zip(&lines) {
+        assert_eq!(s.reward_mean, l["reward_mean"].as_f64().unwrap());
+        assert_eq!(s.rewards.len(), l["reward_items"].as_object().unwrap().len());
+    }
+
+    // Another KL weight on the same folder: refused, naming the setting; nothing lost.
+    let out = train(&model, &run, &data, 3, &["--kl-beta", "0.5"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("kl_beta: 0.04 -> 0.5"), "{err}");
+    assert_eq!(metrics(&run).len(), 2);
+    // More steps with the same settings extend the run.
+    ok(train(&model, &run, &data, 3, &[]));
+    assert_eq!(metrics(&run).len(), 3);
+    assert_eq!(db.train_steps(&key).unwrap().len(), 3);
+
+    // Bad settings name the field.
+    let out = train(&model, &tmp.path().join("bad"), &data, 2, &["--lora-r", "0"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("lora_r"), "{err}");
+}
