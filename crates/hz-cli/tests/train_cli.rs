@@ -28,9 +28,12 @@ fn tiny_model(dir: &Path) {
 fn train(model: &Path, out: &Path, data: &Path, steps: u64, extra: &[&str]) -> Command {
     let mut c = hz();
     c.args(["train", "--gym"]).arg(gym()).arg("--model").arg(model).arg("--out").arg(out);
-    c.args(["--algo", "grpo", "--seed", "11", "--lr", "0.01", "--group-size", "2", "--prompts-per-step", "1"]);
+    c.args(["--seed", "11", "--lr", "0.01", "--group-size", "2", "--prompts-per-step", "1"]);
     c.args(["--max-new-tokens", "8", "--max-turns", "1", "--checkpoint-every", "1", "--quiet"]);
     c.args(["--steps", &steps.to_string()]).args(extra);
+    if !extra.contains(&"--algo") {
+        c.args(["--algo", "grpo"]);
+    }
     c.env("HZ_DATA_DIR", data).env_remove("HZ_OVERSEER_URL");
     c
 }
@@ -140,4 +143,49 @@ fn metrics_go_to_the_index_and_a_changed_resume_is_refused() {
     let out = train(&model, &tmp.path().join("bad"), &data, 2, &["--lora-r", "0"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("lora_r"), "{err}");
+}
+
+#[test]
+fn ppo_and_dpo_runs_resume_exactly_from_their_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (tmp.path().join("model"), tmp.path().join("data"));
+    tiny_model(&model);
+    let pairs = tmp.path().join("pairs.jsonl");
+    let lines: String = (0..5)
+        .map(|i| {
+            serde_json::json!({"prompt": format!("email {i}"), "chosen": "category: billing", "rejected": "team: finance"})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&pairs, lines).unwrap();
+    let pairs = pairs.display().to_string();
+    for algo in [vec!["--algo", "ppo"], vec!["--algo", "dpo", "--pairs", &pairs]] {
+        let name = algo[1];
+        let mut args = algo.clone();
+        args.push("--no-index");
+        let whole = tmp.path().join(format!("{name}-whole"));
+        ok(train(&model, &whole, &data, 3, &args));
+        // One step, then the same run extended to three: the rest runs from the checkpoint
+        // (adapter, AdamW moments and, for PPO, the value head).
+        let split = tmp.path().join(format!("{name}-split"));
+        ok(train(&model, &split, &data, 1, &args));
+        let text = ok(train(&model, &split, &data, 3, &args));
+        assert!(text.contains("resuming"), "{text}");
+        let weights = |run: &Path| std::fs::read(run.join("adapter").join("adapter_model.safetensors")).unwrap();
+        assert_eq!(weights(&whole), weights(&split), "{name}: resumed adapter differs");
+        assert_eq!(metrics(&whole), metrics(&split), "{name}");
+        let last = metrics(&whole).pop().unwrap();
+        if name == "ppo" {
+            assert!(last["extra"]["value_loss"].as_f64().is_some(), "{last}");
+            let opt = candle_core::safetensors::load(
+                whole.join("checkpoints").join("step-00000003").join("optimizer.safetensors"),
+                &candle_core::Device::Cpu,
+            )
+            .unwrap();
+            assert!(opt.contains_key("extra.value.w"), "the value head is checkpointed");
+        } else {
+            assert!(last["extra"]["accuracy"].as_f64().is_some(), "{last}");
+        }
+    }
 }
