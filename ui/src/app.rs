@@ -88,9 +88,9 @@ impl Ctx {
         self.text.set(text.clone());
         match serde_json::from_str::<Value>(&text) {
             Ok(v) => {
-                let graph: Graph = self
-                    .catalog
-                    .with_untracked(|c| self.analysis.with_untracked(|a| gymdoc::to_graph(&v, c, &a.ports)));
+                let ports =
+                    self.flow.with_graph(|g| self.analysis.with_untracked(|a| gymdoc::known_ports(&v, g, &a.ports)));
+                let graph: Graph = self.catalog.with_untracked(|c| gymdoc::to_graph(&v, c, &ports));
                 self.base.set(v);
                 if self.flow.with_graph(|g| g != &graph) {
                     self.from_code.set_value(true);
@@ -291,12 +291,16 @@ pub fn App() -> impl IntoView {
                 <span class="hz-logo">"440hz"</span>
                 <span class="hz-title" id="gym-title">{title}</span>
                 <span class="hz-dirty" id="dirty" title="Unsaved changes" class:hz-hidden=move || !ctx.flow.dirty.get()>"●"</span>
-                <span class="hz-path">{move || ctx.path.get().unwrap_or_default()}</span>
+                <span class="hz-path" id="gym-path" title=move || ctx.path.get().unwrap_or_default()>{move || ctx.path.get().unwrap_or_default()}</span>
                 <span class="hz-spacer"></span>
                 <button id="open-gallery" on:click=move |_| ctx.gallery.set(true)>"Open…"</button>
                 <button id="save" on:click=move |_| ctx.save(None)>"Save"</button>
                 <SaveAs />
-                <button id="undo" disabled=move || !ctx.flow.can_undo.get() title=move || ctx.flow.undo_label().map(|l| format!("Undo {l}")).unwrap_or_default() on:click=move |_| ctx.flow.undo()>"Undo"</button>
+                <button id="undo" disabled=move || !ctx.flow.can_undo.get() title=move || {
+                    // The label lives in the command log, which is not a signal: track the revision.
+                    ctx.flow.revision.track();
+                    ctx.flow.undo_label().map(|l| format!("Undo {l}")).unwrap_or_default()
+                } on:click=move |_| ctx.flow.undo()>"Undo"</button>
                 <button id="redo" disabled=move || !ctx.flow.can_redo.get() on:click=move |_| ctx.flow.redo()>"Redo"</button>
                 <button id="fit" on:click=move |_| ctx.flow.fit_view()>"Fit"</button>
                 <button id="tidy" on:click=move |_| ctx.flow.tidy()>"Tidy up"</button>

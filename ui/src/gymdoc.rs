@@ -17,6 +17,34 @@ pub fn ports(p: &NodePorts) -> (Vec<Port>, Vec<Port>) {
     (p.inputs.iter().map(port).collect(), p.outputs.iter().map(port).collect())
 }
 
+/// The ports to draw for the nodes of `spec` before it is analysed: the last analysis's,
+/// else those already on the canvas for a node of the same id and kind (so a JSON edit
+/// after a parse error does not redraw every node with its kind's default ports).
+pub fn known_ports(
+    spec: &Value,
+    current: &Graph,
+    analysed: &std::collections::BTreeMap<String, NodePorts>,
+) -> std::collections::BTreeMap<String, NodePorts> {
+    let def = |p: &Port| PortDef { name: p.name.clone(), ty: p.ty.clone(), required: p.required };
+    let mut out = analysed.clone();
+    for n in spec.get("nodes").and_then(Value::as_array).into_iter().flatten() {
+        let (Some(id), Some(kind)) = (n.get("id").and_then(Value::as_str), n.get("kind").and_then(Value::as_str))
+        else {
+            continue;
+        };
+        if out.contains_key(id) {
+            continue;
+        }
+        if let Some(c) = current.node(id).filter(|c| c.kind == kind) {
+            out.insert(
+                id.to_string(),
+                NodePorts { inputs: c.inputs.iter().map(def).collect(), outputs: c.outputs.iter().map(def).collect() },
+            );
+        }
+    }
+    out
+}
+
 /// Wire rules from the catalog's port-type table. Flow inputs take many wires, flow outputs
 /// feed one, and cycles are refused, as the validator requires.
 pub fn rules(catalog: &Catalog) -> WireRules {
@@ -104,7 +132,8 @@ pub fn to_spec(base: &Value, g: &Graph) -> Value {
             if !n.title.is_empty() {
                 o.insert("label".into(), json!(n.title));
             }
-            o.insert("position".into(), json!({"x": n.pos.x.round(), "y": n.pos.y.round()}));
+            // Whole numbers, as gym files write them.
+            o.insert("position".into(), json!({"x": n.pos.x.round() as i64, "y": n.pos.y.round() as i64}));
             if let Value::Object(d) = &n.data {
                 for (k, v) in d {
                     if !OWN_KEYS.contains(&k.as_str()) {
@@ -163,8 +192,31 @@ mod tests {
         assert_eq!(back["tasks"], spec["tasks"]);
         assert_eq!(back["nodes"][1]["observation"], "hi {{ task.id }}");
         assert_eq!(back["nodes"][1]["label"], "End");
-        assert_eq!(back["nodes"][0]["position"], json!({"x": 10.0, "y": 20.0}));
+        assert_eq!(back["nodes"][0]["position"], json!({"x": 10, "y": 20}));
         assert_eq!(to_graph(&back, &catalog(), &Default::default()), g);
+    }
+
+    #[test]
+    fn ports_on_the_canvas_stand_in_until_an_analysis_has_them() {
+        let spec = json!({"nodes": [{"id": "r", "kind": "on_reset"}, {"id": "e", "kind": "on_reset"}]});
+        let mut current = to_graph(&spec, &catalog(), &Default::default());
+        current.nodes.get_mut("r").unwrap().outputs.push(Port {
+            name: "extra".into(),
+            ty: "text".into(),
+            required: false,
+        });
+        // `e` changes kind in the new JSON: its old ports do not carry over.
+        let edited = json!({"nodes": [{"id": "r", "kind": "on_reset"}, {"id": "e", "kind": "return_reset"}]});
+        let known = known_ports(&edited, &current, &Default::default());
+        assert_eq!(known["r"].outputs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["out", "extra"]);
+        assert!(!known.contains_key("e"));
+        let g = to_graph(&edited, &catalog(), &known);
+        assert_eq!(g.nodes["r"].outputs, current.nodes["r"].outputs);
+        assert_eq!(g.nodes["e"].inputs[0].name, "in", "the new kind's ports");
+        // An analysis wins over the canvas.
+        let analysed: std::collections::BTreeMap<String, NodePorts> =
+            [("r".to_string(), NodePorts::default())].into_iter().collect();
+        assert!(known_ports(&edited, &current, &analysed)["r"].outputs.is_empty());
     }
 
     #[test]

@@ -380,7 +380,8 @@ pub fn PlayPanel() -> impl IntoView {
             {move || error.get().map(|e| view! { <div class="hz-field-error" id="play-error">{e}</div> })}
             <div class="hz-transcript" id="play-transcript">
                 {move || log.get().into_iter().enumerate().map(|(i, (act, v))| view! {
-                    <div class="hz-turn" data-step=v.step>
+                    <div class="hz-turn" data-step=v.step data-task=v.task_id.clone()>
+                        <div class="hz-turn-meta hz-muted">{format!("task {} · step {}/{}", v.task_id, v.step, v.max_steps)}</div>
                         {(i > 0).then(|| view! { <div class="hz-action"><b>"action: "</b><code>{act.clone()}</code></div> })}
                         <pre class="hz-obs">{v.observation.clone()}</pre>
                         {(i > 0).then(|| view! {

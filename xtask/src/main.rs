@@ -47,6 +47,13 @@ enum Cmd {
         #[arg(long)]
         release: bool,
     },
+    /// Build a .deb of the desktop app offline with Tauri's CLI (`tauri build --bundles deb`,
+    /// release UI and app), check its contents and print the binary and package sizes.
+    Deb {
+        /// Bundle the debug build instead (`cargo build -p hz-desktop`, reused as it is).
+        #[arg(long)]
+        debug: bool,
+    },
     /// Run the spec-parser fuzz target for a bounded time.
     Fuzz {
         #[arg(long, default_value_t = 60)]
@@ -69,6 +76,10 @@ fn main() -> Result<()> {
         Cmd::App { release } => {
             setup(false)?;
             launch_app(release)
+        }
+        Cmd::Deb { debug } => {
+            setup(false)?;
+            deb(debug)
         }
         Cmd::Fuzz { seconds } => {
             setup(true)?;
@@ -365,6 +376,178 @@ fn launch_app(release: bool) -> Result<()> {
     run(&mut Command::new(bin))
 }
 
+/// Re-roots the paths in `tauri.conf.json` (relative to the repository root, where the
+/// config lives) to absolute ones, for Tauri's CLI: the CLI resolves paths against the
+/// folder of the Rust crate (`src-tauri/`), the app's build against the config's folder.
+/// Absolute paths mean the same to both. Node runs it: the CLI is a Node package anyway.
+const REROOT_CONFIG_JS: &str = r#"
+const fs = require('fs'), path = require('path');
+const [src, out] = process.argv.slice(1);
+const base = path.dirname(path.resolve(src));
+const abs = (p) => (path.isAbsolute(p) ? p : path.join(base, p));
+const c = JSON.parse(fs.readFileSync(src, 'utf8'));
+if (c.build && typeof c.build.frontendDist === 'string') c.build.frontendDist = abs(c.build.frontendDist);
+const b = c.bundle || {};
+if (Array.isArray(b.icon)) b.icon = b.icon.map(abs);
+if (Array.isArray(b.resources)) b.resources = Object.fromEntries(b.resources.map((p) => [abs(p), p]));
+else if (b.resources && typeof b.resources === 'object')
+  b.resources = Object.fromEntries(Object.entries(b.resources).map(([k, v]) => [abs(k), v]));
+fs.writeFileSync(out, JSON.stringify(c, null, 2));
+"#;
+
+/// Tauri's CLI from the npm cache, and the `--config` it is given: the root
+/// `tauri.conf.json` with its paths made absolute (written under the target directory).
+/// The CLI finds the crate by `src-tauri/Tauri.toml`, which holds no settings.
+fn tauri_cli() -> Result<(PathBuf, PathBuf)> {
+    let cli = npm_dir()?.join("node_modules").join(".bin").join("tauri");
+    if !cli.is_file() {
+        bail!("Tauri's CLI is missing at {} (remove the .installed marker next to it to reinstall)", cli.display());
+    }
+    let target = std::env::current_dir()?.join(target_dir());
+    std::fs::create_dir_all(&target)?;
+    let config = target.join("tauri-bundle.conf.json");
+    run(Command::new("node").arg("-e").arg(REROOT_CONFIG_JS).arg("tauri.conf.json").arg(&config))?;
+    Ok((cli, config))
+}
+
+/// Build the .deb: `tauri build --bundles deb` (release UI, release app with Tauri's
+/// `custom-protocol`), or with `debug` the debug build bundled as it is.
+fn deb(debug: bool) -> Result<()> {
+    if debug {
+        build_app(false)?;
+    } else {
+        build_ui(true)?;
+    }
+    package_deb(debug)
+}
+
+/// Run Tauri's CLI for the .deb — `tauri build` (release), or `tauri bundle --debug` over the
+/// debug binary as cargo built it (no rebuild: what CI does after the tests) — then check
+/// the package and report its size and the binary's in `bench-results/deb-<profile>.json`.
+fn package_deb(debug: bool) -> Result<()> {
+    let started = Instant::now();
+    let (cli, config) = tauri_cli()?;
+    let profile = if debug { "debug" } else { "release" };
+    let bundle_dir = target_dir().join(profile).join("bundle").join("deb");
+    if bundle_dir.exists() {
+        std::fs::remove_dir_all(&bundle_dir)?;
+    }
+    let mut tauri = Command::new(cli);
+    if debug {
+        step("tauri bundle --debug --bundles deb");
+        // The debug binary stays exactly as cargo built it (the tests run it).
+        tauri.args(["bundle", "--debug", "--no-binary-patching"]);
+    } else {
+        step("tauri build --bundles deb");
+        tauri.arg("build");
+    }
+    tauri.args(["--bundles", "deb", "--ci", "--config"]).arg(config).current_dir("src-tauri");
+    run(&mut tauri)?;
+    let debs: Vec<PathBuf> = std::fs::read_dir(&bundle_dir)
+        .with_context(|| format!("reading {}", bundle_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+        .collect();
+    let [deb] = debs.as_slice() else {
+        bail!("expected one .deb in {}, found {}", bundle_dir.display(), debs.len());
+    };
+    let binary = app_binary(!debug);
+    let sizes = check_deb(deb, &binary)?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "    {}: {:.1} MiB; binary {}: {:.1} MiB ({seconds:.0} s)",
+        deb.display(),
+        sizes.0 as f64 / 1048576.0,
+        binary.display(),
+        sizes.1 as f64 / 1048576.0
+    );
+    std::fs::create_dir_all("bench-results")?;
+    let out = PathBuf::from("bench-results").join(format!("deb-{profile}.json"));
+    std::fs::write(
+        &out,
+        format!(
+            "{{\n  \"profile\": \"{profile}\",\n  \"deb_bytes\": {},\n  \"binary_bytes\": {},\n  \"seconds\": {seconds:.1}\n}}\n",
+            sizes.0, sizes.1
+        ),
+    )?;
+    println!("    wrote {}", out.display());
+    Ok(())
+}
+
+/// What the .deb must hold, relative to `/`.
+const DEB_FILES: &[&str] = &[
+    "usr/bin/440hz",
+    "usr/share/applications/440hz.desktop",
+    "usr/share/icons/hicolor/32x32/apps/440hz.png",
+    "usr/share/icons/hicolor/128x128/apps/440hz.png",
+    "usr/share/icons/hicolor/512x512/apps/440hz.png",
+    "usr/lib/440hz/gym-templates/sql-analyst/sql-analyst.gym.json",
+];
+
+/// Check a .deb with `dpkg-deb`: control fields, the files it installs, the desktop entry,
+/// and that its binary is the one built. Returns (package bytes, binary bytes).
+fn check_deb(deb: &Path, binary: &Path) -> Result<(u64, u64)> {
+    step(&format!("check {}", deb.display()));
+    let info = output(Command::new("dpkg-deb").arg("-I").arg(deb))?;
+    for field in ["Package: 440hz", "Architecture: amd64", "Depends: libwebkit2gtk-4.1-0, libgtk-3-0"] {
+        if !info.lines().any(|l| l.trim() == field) {
+            bail!("dpkg-deb -I {}: no `{field}` in\n{info}", deb.display());
+        }
+    }
+    let listing = output(Command::new("dpkg-deb").arg("-c").arg(deb))?;
+    // Each line ends in the path (`./usr/bin/440hz` or `usr/bin/440hz`).
+    let paths: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .map(|p| p.trim_start_matches("./").trim_end_matches('/'))
+        .collect();
+    for want in DEB_FILES {
+        if !paths.contains(want) {
+            bail!("{} does not install /{want}; it holds:\n{listing}", deb.display());
+        }
+    }
+    let templates = paths.iter().filter(|p| p.starts_with("usr/lib/440hz/gym-templates/") && p.ends_with(".gym.json"));
+    let unpacked = std::env::temp_dir().join(format!("hz-deb-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&unpacked);
+    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&unpacked))?;
+    let desktop = std::fs::read_to_string(unpacked.join("usr/share/applications/440hz.desktop"))?;
+    let packed = std::fs::read(unpacked.join("usr/bin/440hz"))?;
+    let built = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+    let _ = std::fs::remove_dir_all(&unpacked);
+    for line in ["Exec=440hz", "Icon=440hz", "Type=Application"] {
+        if !desktop.lines().any(|l| l.trim() == line) {
+            bail!("the desktop entry lacks `{line}`:\n{desktop}");
+        }
+    }
+    // The packed binary is the built one, but for the package type Tauri's CLI stamps into
+    // the copy it packs (a few bytes of its `__TAURI_BUNDLE_TYPE` marker).
+    let differing = packed.iter().zip(&built).filter(|(a, b)| a != b).count();
+    if packed.len() != built.len() || differing > 16 {
+        bail!(
+            "the packed binary ({} bytes, {differing} differ) is not the built {} ({} bytes)",
+            packed.len(),
+            binary.display(),
+            built.len()
+        );
+    }
+    println!(
+        "    control fields, {} files ({} template gyms), desktop entry and binary as expected",
+        DEB_FILES.len(),
+        templates.count()
+    );
+    Ok((std::fs::metadata(deb)?.len(), packed.len() as u64))
+}
+
+/// A command's standard output; fails with its standard error.
+fn output(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().with_context(|| format!("starting {shown}"))?;
+    if !out.status.success() {
+        bail!("{shown} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn templates() -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for dir in std::fs::read_dir("gym-templates")? {
@@ -447,6 +630,9 @@ fn ci(fuzz_seconds: u64) -> Result<()> {
         .env("HZ_E2E_REQUIRED", "1"))?;
     step("keychain test (a private D-Bus session with gnome-keyring)");
     run(Command::new("bash").arg("crates/hz-cli/tests/keychain-session.sh"))?;
+    // The .deb bundling (config, icons, desktop entry, resources) over the debug build the
+    // tests ran: seconds, no rebuild. `cargo xtask deb` makes the release package.
+    package_deb(true)?;
     step("component tests of the editor canvas in headless Chromium");
     run(Command::new("cargo")
         .args(["test", "-p", "leptos-flow", "--target", "wasm32-unknown-unknown", "--test", "browser"])

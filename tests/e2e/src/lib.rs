@@ -17,13 +17,17 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").canonicalize().unwrap_or_default()
 }
 
+/// The cargo target directory: `$CARGO_TARGET_DIR`, else `target/` in the repository.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"))
+}
+
 /// The app binary: `$HZ_APP_BIN`, else the debug build in the cargo target directory.
 pub fn app_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("HZ_APP_BIN") {
         return PathBuf::from(p);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"));
-    target.join("debug").join("440hz")
+    target_dir().join("debug").join("440hz")
 }
 
 fn have(program: &str) -> bool {
@@ -246,6 +250,73 @@ impl App {
         Ok(self.client.execute(script, vec![]).await?)
     }
 
+    /// The text of the gym JSON editor (Monaco).
+    pub async fn code_text(&self) -> Result<String> {
+        let v = self.js("return window.hzMonaco.getValue('json')").await?;
+        v.as_str().map(str::to_string).context("the gym JSON editor is not there")
+    }
+
+    /// Select the first occurrence of `text` in the gym JSON editor (Monaco) and focus it, so
+    /// that keys sent to the focused element replace it as typing would.
+    pub async fn code_select(&self, text: &str) -> Result<()> {
+        let found = self
+            .client
+            .execute(
+                &format!(
+                    "{JSON_EDITOR} const m = ed.getModel().findMatches(arguments[0], false, false, true, null, false);
+                     if (!m.length) return false;
+                     ed.setSelection(m[0].range); ed.revealRangeInCenter(m[0].range); ed.focus(); return true;"
+                ),
+                vec![json!(text)],
+            )
+            .await?;
+        if found != json!(true) {
+            bail!("{text:?} is not in the gym JSON editor");
+        }
+        Ok(())
+    }
+
+    /// Type into the focused element (keys as WebDriver sends them).
+    pub async fn type_keys(&self, keys: &str) -> Result<()> {
+        self.client.active_element().await?.send_keys(keys).await.context("typing")?;
+        Ok(())
+    }
+
+    /// Insert `text` after the first occurrence of `after` in the gym JSON editor, as one
+    /// edit operation through the editor (what a paste does).
+    pub async fn code_insert_after(&self, after: &str, text: &str) -> Result<()> {
+        let done = self
+            .client
+            .execute(
+                &format!(
+                    "{JSON_EDITOR} const m = ed.getModel().findMatches(arguments[0], false, false, true, null, false);
+                     if (!m.length) return false;
+                     const e = m[0].range.getEndPosition();
+                     const at = new monaco.Range(e.lineNumber, e.column, e.lineNumber, e.column);
+                     ed.pushUndoStop();
+                     return ed.executeEdits('e2e', [{{range: at, text: arguments[1], forceMoveMarkers: true}}]);"
+                ),
+                vec![json!(after), json!(text)],
+            )
+            .await?;
+        if done != json!(true) {
+            bail!("could not insert after {after:?} in the gym JSON editor");
+        }
+        Ok(())
+    }
+
+    /// The markers the app put on the gym JSON (Monaco's `getModelMarkers`, owner `hz`):
+    /// `{line, column, message, severity}` each (severity 8 is an error).
+    pub async fn code_markers(&self) -> Result<Vec<Value>> {
+        let v = self
+            .js(&format!(
+                "{JSON_EDITOR} return monaco.editor.getModelMarkers({{owner: 'hz', resource: ed.getModel().uri}})
+                   .map(m => ({{line: m.startLineNumber, column: m.startColumn, message: m.message, severity: m.severity}}));"
+            ))
+            .await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
     /// Poll a condition for up to 20 s.
     pub async fn until<F, Fut>(&self, what: &str, mut check: F) -> Result<()>
     where
@@ -310,6 +381,11 @@ impl App {
         self.children.clear();
     }
 }
+
+/// Script prelude: `ed` is the Monaco editor of the gym JSON (its model's language is json).
+const JSON_EDITOR: &str =
+    "const ed = monaco.editor.getEditors().find(e => e.getModel() && e.getModel().getLanguageId() === 'json');
+    if (!ed) throw new Error('no Monaco editor for the gym JSON');";
 
 fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -10,6 +10,7 @@
 use anyhow::{Context, Result};
 use hz_e2e::App;
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 fn big_gym(nodes: usize, edges: usize) -> Value {
@@ -95,6 +96,24 @@ fn pct(v: &[f64], p: f64) -> f64 {
 
 fn series(v: &Value, key: &str) -> Vec<f64> {
     v[key].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default()
+}
+
+/// A file and its size in bytes.
+type Artifact = Option<(PathBuf, u64)>;
+
+/// The release binary and the .deb `cargo xtask deb` builds (`tauri build --bundles deb`),
+/// with their sizes, when they are there.
+fn release_artifacts() -> (Artifact, Artifact) {
+    let release = hz_e2e::target_dir().join("release");
+    let sized = |p: PathBuf| std::fs::metadata(&p).ok().filter(|m| m.is_file()).map(|m| (p, m.len()));
+    let deb = std::fs::read_dir(release.join("bundle").join("deb"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+        .filter_map(sized)
+        .max_by_key(|(p, _)| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    (sized(release.join("440hz")), deb)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -213,10 +232,18 @@ async fn main() -> Result<()> {
         loaded_rss as f64 / 1024.0
     );
     println!("binary: {} ({:.1} MiB)", bin.display(), bin_size as f64 / 1048576.0);
+    let (release_bin, deb) = release_artifacts();
+    let mib = |a: &Artifact| match a {
+        Some((p, n)) => format!("{} ({:.1} MiB)", p.display(), *n as f64 / 1048576.0),
+        None => "not built (cargo xtask deb)".to_string(),
+    };
+    println!("release binary: {}; .deb: {}", mib(&release_bin), mib(&deb));
     let report = json!({
         "graph": {"nodes": n_nodes, "edges": n_edges}, "frames": frames, "animation_frames": raf, "gestures": gestures,
         "launch_to_interactive_s": cold_start.as_secs_f64(), "idle_rss_mib": idle_rss as f64 / 1024.0,
         "loaded_rss_mib": loaded_rss as f64 / 1024.0, "binary": bin.display().to_string(), "binary_bytes": bin_size,
+        "release_binary_bytes": release_bin.map(|a| a.1), "deb": deb.as_ref().map(|a| a.0.display().to_string()),
+        "deb_bytes": deb.map(|a| a.1),
     });
     let out = hz_e2e::repo().join("bench-results");
     std::fs::create_dir_all(&out)?;
