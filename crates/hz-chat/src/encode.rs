@@ -104,6 +104,29 @@ impl ChatTokenizer {
         Self::new(template, tokenizer)
     }
 
+    /// A tokenizer and template carried inside one model file (a GGUF file keeps both in its
+    /// metadata): the file's own `template`, else the built-in `fallback` with the file's
+    /// special tokens.
+    pub fn from_embedded(
+        tokenizer: Tokenizer,
+        template: Option<&str>,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+        fallback: Option<Builtin>,
+    ) -> Result<Self, ChatError> {
+        let template = match (template, fallback) {
+            (Some(source), _) => ChatTemplate::new(source, bos_token, eos_token)?,
+            (None, Some(b)) => {
+                let builtin = ChatTemplate::builtin(b)?;
+                let bos = bos_token.or_else(|| builtin.bos_token().map(String::from));
+                let eos = eos_token.or_else(|| builtin.eos_token().map(String::from));
+                builtin.with_tokens(bos, eos)
+            }
+            (None, None) => return Err(ChatError::NoTemplate { name: "default".into(), available: Vec::new() }),
+        };
+        Self::new(template, tokenizer)
+    }
+
     pub fn template(&self) -> &ChatTemplate {
         &self.template
     }

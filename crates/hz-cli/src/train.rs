@@ -6,7 +6,6 @@
 use crate::RuntimeArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use hz_chat::{Builtin, ChatTokenizer};
 use hz_core::ContentId;
 use hz_db::{Db, TrainRunRow, TrainStepRow};
 use hz_train::grpo::StepMetrics;
@@ -21,8 +20,9 @@ pub struct TrainArgs {
     /// The gym (`*.gym.json`).
     #[arg(long, value_name = "PATH")]
     gym: PathBuf,
-    /// The base model: a Hugging Face folder (config.json, *.safetensors, tokenizer.json).
-    #[arg(long, value_name = "DIR")]
+    /// The base model: a Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a
+    /// GGUF file (quantized base; vocabulary and chat template from its metadata).
+    #[arg(long, value_name = "PATH")]
     model: PathBuf,
     #[arg(long, default_value = "grpo")]
     algo: Algo,
@@ -107,6 +107,18 @@ impl TrainArgs {
 /// The model's name and a fingerprint of its config and weights' sizes: a resume on another
 /// model is refused.
 fn model_identity(dir: &Path) -> Result<String> {
+    if hz_llm::gguf::is_gguf(dir) {
+        // A GGUF file: its size and header (metadata and tensor table) stand for it.
+        use std::io::Read;
+        let len = std::fs::metadata(dir).map(|m| m.len()).unwrap_or(0);
+        let mut head = Vec::new();
+        std::fs::File::open(dir)
+            .and_then(|f| f.take(1 << 20).read_to_end(&mut head))
+            .with_context(|| format!("{}", dir.display()))?;
+        head.extend(format!(";{len}").as_bytes());
+        let name = dir.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+        return Ok(format!("{name}@{}", &ContentId::of_bytes(&head).to_hex()[..12]));
+    }
     let config =
         std::fs::read(dir.join("config.json")).with_context(|| format!("{}: no config.json", dir.display()))?;
     let mut fp = config;
@@ -204,7 +216,7 @@ pub fn run(args: TrainArgs) -> Result<bool> {
     };
     let face = GymFace::new(gym, runtime.config())?;
     let model = hz_llm::load::load_model(&args.model, &candle_core::Device::Cpu, candle_core::DType::F32)?;
-    let chat = ChatTokenizer::from_model_dir(&args.model, Some(Builtin::ChatMl))?;
+    let chat = hz_serve::load_chat(&args.model)?;
     let mut run = Run::open(&out, cfg.clone(), identity.clone(), model, chat, face)?;
     if let Some(s) = run.resumed_from() {
         eprintln!("resuming {} from step {s} of {}", out.display(), cfg.steps);

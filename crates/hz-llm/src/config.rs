@@ -62,6 +62,8 @@ pub struct ModelConfig {
     /// Gemma 3's sliding-window layers use their own base.
     pub rope_local_theta: Option<f64>,
     pub rope_scaling: Option<Llama3Rope>,
+    /// Per-frequency divisors (GGUF's `rope_freqs` tensor: Llama 3 scaling precomputed).
+    pub rope_freq_factors: Option<Vec<f64>>,
     pub rope_style: RopeStyle,
     /// Per layer: `Some(window)` for a sliding-window layer.
     pub layer_windows: Vec<Option<usize>>,
@@ -230,6 +232,7 @@ impl ModelConfig {
                 _ => None,
             },
             rope_scaling,
+            rope_freq_factors: None,
             rope_style: RopeStyle::Half,
             layer_windows,
             attention_bias: v.get("attention_bias").and_then(Value::as_bool).unwrap_or(family == Family::Qwen2),
@@ -270,6 +273,11 @@ impl ModelConfig {
                         / (s.high_freq_factor - s.low_freq_factor);
                     (1.0 - smooth) * *f / s.factor + smooth * *f
                 };
+            }
+        }
+        if let Some(factors) = &self.rope_freq_factors {
+            for (f, d) in freqs.iter_mut().zip(factors) {
+                *f /= d;
             }
         }
         freqs

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod generate;
+pub mod gguf;
 pub mod load;
 pub mod model;
 pub mod ops;
@@ -20,6 +21,8 @@ pub enum LlmError {
     Config { field: String, reason: String },
     #[error("weights: `{name}`: {reason}")]
     Weights { name: String, reason: String },
+    #[error("GGUF metadata: `{key}`: {reason}")]
+    Gguf { key: String, reason: String },
     #[error("{path}: {reason}")]
     File { path: String, reason: String },
     #[error("tokenizer: {0}")]

@@ -1,5 +1,5 @@
-//! Loading a model from a local Hugging Face folder: `config.json`, `*.safetensors` (one file
-//! or sharded with an index), `tokenizer.json`.
+//! Loading a model from a local Hugging Face folder (`config.json`, `*.safetensors` in one file
+//! or sharded with an index, `tokenizer.json`) or from a GGUF file (see [`crate::gguf`]).
 
 use crate::config::ModelConfig;
 use crate::model::{Model, WeightSource};
@@ -9,10 +9,11 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
 
-/// A model with its tokenizer, as loaded from a folder.
+/// A model with its tokenizer, as loaded from a folder or a GGUF file.
 pub struct HfModel {
     pub model: Model,
     pub tokenizer: tokenizers::Tokenizer,
+    /// The folder, or the GGUF file.
     pub dir: PathBuf,
 }
 
@@ -93,8 +94,12 @@ pub fn read_config(dir: &Path) -> Result<ModelConfig, LlmError> {
     ModelConfig::from_hf_json(&v)
 }
 
-/// Load the model weights from a Hugging Face folder, computing in `dtype` (f32 normally).
+/// Load the model weights from a Hugging Face folder or a GGUF file, computing in `dtype` (f32
+/// normally; a GGUF file's quantized projections stay quantized only in f32).
 pub fn load_model(dir: &Path, device: &Device, dtype: DType) -> Result<Model, LlmError> {
+    if crate::gguf::is_gguf(dir) {
+        return crate::gguf::load_model(dir, device, dtype);
+    }
     let config = read_config(dir)?;
     let files = safetensors_files(dir)?;
     // SAFETY: the files are memory-mapped read-only; the folder is the user's model and is
@@ -110,8 +115,15 @@ pub fn load_model(dir: &Path, device: &Device, dtype: DType) -> Result<Model, Ll
     Model::new(config, &src)
 }
 
-/// Load model and tokenizer from a Hugging Face folder.
+/// Load model and tokenizer from a Hugging Face folder, or from a GGUF file (its tokenizer
+/// built from the vocabulary in its metadata).
 pub fn load_hf(dir: &Path, device: &Device) -> Result<HfModel, LlmError> {
+    if crate::gguf::is_gguf(dir) {
+        let g = crate::gguf::Gguf::open(dir)?;
+        let model = g.load_model(device, DType::F32)?;
+        let tokenizer = g.tokenizer()?;
+        return Ok(HfModel { model, tokenizer, dir: dir.to_path_buf() });
+    }
     let model = load_model(dir, device, DType::F32)?;
     let tok_path = dir.join("tokenizer.json");
     let tokenizer = tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| file_err(&tok_path, e))?;

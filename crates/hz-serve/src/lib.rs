@@ -86,17 +86,39 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Load a Hugging Face folder on the CPU (f32); a folder without a chat template gets
-    /// ChatML.
+    /// Load a Hugging Face folder or a GGUF file on the CPU (f32); see [`load_chat`] for the
+    /// chat template.
     pub fn load(dir: &Path) -> Result<Self, ServeError> {
         let model = hz_llm::load::load_model(dir, &candle_core::Device::Cpu, candle_core::DType::F32)?;
-        let chat = ChatTokenizer::from_model_dir(dir, Some(Builtin::ChatMl))?;
+        let chat = load_chat(dir)?;
         Ok(Self { model, chat })
     }
 
     pub fn new(model: Model, chat: ChatTokenizer) -> Self {
         Self { model, chat }
     }
+}
+
+/// The tokenizer and chat template of a model. A Hugging Face folder: its files, ChatML when
+/// it has no template. A GGUF file: its vocabulary and `tokenizer.chat_template`, else the
+/// family's built-in template.
+pub fn load_chat(path: &Path) -> Result<ChatTokenizer, ServeError> {
+    if !hz_llm::gguf::is_gguf(path) {
+        return Ok(ChatTokenizer::from_model_dir(path, Some(Builtin::ChatMl))?);
+    }
+    let g = hz_llm::gguf::Gguf::open(path)?;
+    let fallback = match g.family()? {
+        hz_llm::Family::Llama => Builtin::Llama3,
+        hz_llm::Family::Qwen2 => Builtin::ChatMl,
+        hz_llm::Family::Gemma3 => Builtin::Gemma3,
+    };
+    Ok(ChatTokenizer::from_embedded(
+        g.tokenizer()?,
+        g.chat_template(),
+        g.special_token("bos"),
+        g.special_token("eos"),
+        Some(fallback),
+    )?)
 }
 
 /// A running server. Dropping it stops the workers.
