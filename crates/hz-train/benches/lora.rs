@@ -161,6 +161,7 @@ fn run_candle(dir: &Path, train_rows: &[Vec<u32>], prompts: &[Vec<u32>], steps: 
     let warm = Sampling { max_new_tokens: 4, ..sampling.clone() };
     generate(&hf.model, &hf.tokenizer, prompts, &warm, Fwd::POLICY).expect("generation warm-up");
     let (mut gen_cpu, mut gen_wall, mut gen_tokens) = (0.0, 0.0, 0usize);
+    let mut gen_runs_cpu = Vec::new();
     let mut first_tokens: Vec<Vec<u32>> = Vec::new();
     for _ in 0..gen_reps {
         let (out, cpu, wall) = timed(|| generate(&hf.model, &hf.tokenizer, prompts, &sampling, Fwd::POLICY));
@@ -173,6 +174,8 @@ fn run_candle(dir: &Path, train_rows: &[Vec<u32>], prompts: &[Vec<u32>], steps: 
         if first_tokens.is_empty() {
             first_tokens = out.into_iter().map(|c| c.tokens).collect();
         }
+        eprintln!("candle: generate {cpu:.2} CPU-s {wall:.2} s");
+        gen_runs_cpu.push(cpu);
         gen_cpu += cpu;
         gen_wall += wall;
     }
@@ -182,13 +185,25 @@ fn run_candle(dir: &Path, train_rows: &[Vec<u32>], prompts: &[Vec<u32>], steps: 
     let mut opt = AdamW::new(vars, AdamWConfig::default()).expect("AdamW");
     let mask = vec![true; SEQ + 1];
     let scored: Vec<Scored> = train_rows.iter().map(|r| Scored { tokens: r, mask: &mask }).collect();
-    let (first_loss, warm_cpu, _) = timed(|| hz_train::sft_step(&hf.model, &mut opt, &scored).expect("step"));
+    let ((first_loss, _), warm_cpu, _) = timed(|| train_step(&hf.model, &mut opt, &scored));
     eprintln!("candle: warm-up step {warm_cpu:.2} CPU-s, loss {first_loss:.5}");
     let (mut train_cpu, mut train_wall) = (0.0, 0.0);
+    let mut steps_cpu = Vec::new();
+    let mut phases = [0.0f64; 3];
     let mut last_loss = first_loss;
     for i in 0..steps {
-        let (loss, cpu, wall) = timed(|| hz_train::sft_step(&hf.model, &mut opt, &scored).expect("step"));
-        eprintln!("candle: step {} {cpu:.2} CPU-s {wall:.2} s, loss {loss:.5}", i + 1);
+        let ((loss, ph), cpu, wall) = timed(|| train_step(&hf.model, &mut opt, &scored));
+        eprintln!(
+            "candle: step {} {cpu:.2} CPU-s {wall:.2} s (forward {:.2}, backward {:.2}, optimizer {:.2}), loss {loss:.5}",
+            i + 1,
+            ph[0],
+            ph[1],
+            ph[2]
+        );
+        for (acc, x) in phases.iter_mut().zip(ph) {
+            *acc += x;
+        }
+        steps_cpu.push(cpu);
         train_cpu += cpu;
         train_wall += wall;
         last_loss = loss;
@@ -196,10 +211,31 @@ fn run_candle(dir: &Path, train_rows: &[Vec<u32>], prompts: &[Vec<u32>], steps: 
     let train_tokens = steps * BATCH * SEQ;
     json!({
         "train": {"steps": steps, "tokens": train_tokens, "cpu_s": train_cpu, "wall_s": train_wall,
+                  "steps_cpu_s": steps_cpu,
+                  "phases_cpu_s": {"forward": phases[0], "backward": phases[1], "optimizer": phases[2]},
                   "first_loss": first_loss, "last_loss": last_loss},
         "generate": {"runs": gen_reps, "tokens": gen_tokens, "cpu_s": gen_cpu, "wall_s": gen_wall,
+                     "runs_cpu_s": gen_runs_cpu,
                      "first_run_tokens": first_tokens},
     })
+}
+
+/// `hz_train::sft_step` with every row fully trained on, split into its three phases so their
+/// CPU seconds can be reported: forward + token-mean NLL, backward, AdamW (with the clip).
+fn train_step(model: &hz_llm::Model, opt: &mut AdamW, rows: &[Scored]) -> (f64, [f64; 3]) {
+    let (loss, fwd, _) = timed(|| {
+        let sc = hz_train::loss::score(model, rows, Fwd::TRAIN, false, false).expect("forward");
+        let n = sc.mask.sum_all().and_then(|t| t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>());
+        let n = n.expect("mask").max(1.0);
+        (sc.lp.mul(&sc.mask).and_then(|x| x.sum_all()?.neg()? / n)).expect("loss")
+    });
+    let (grads, bwd, _) = timed(|| loss.backward().expect("backward"));
+    let (_, step, _) = timed(|| {
+        let g = opt.collect(&grads);
+        opt.step(&g).expect("AdamW step")
+    });
+    let loss = loss.to_dtype(candle_core::DType::F64).and_then(|l| l.to_scalar::<f64>()).expect("loss value");
+    (loss, [fwd, bwd, step])
 }
 
 /// The Python to use: `HZ_BENCH_PYTHON`, else the benchmark venv, made on first use.
@@ -278,14 +314,30 @@ fn run_torch(
 }
 
 fn report(root: &Path, shape: &str, threads: usize, candle: &Value, torch: &Result<Value, String>) {
+    // `time` names a total (seconds) or a list of per-step seconds, whose median is used: on a
+    // shared machine one step slowed by a neighbour should not move the whole result.
     let rate = |v: &Value, part: &str, time: &str| {
-        let t = v[part][time].as_f64().unwrap_or(f64::NAN);
-        v[part]["tokens"].as_f64().unwrap_or(f64::NAN) / t
+        let tokens = v[part]["tokens"].as_f64().unwrap_or(f64::NAN);
+        match &v[part][time] {
+            Value::Array(xs) => {
+                let mut xs: Vec<f64> = xs.iter().filter_map(Value::as_f64).collect();
+                if xs.is_empty() {
+                    return f64::NAN;
+                }
+                xs.sort_by(f64::total_cmp);
+                let mid = xs.len() / 2;
+                let median = if xs.len() % 2 == 1 { xs[mid] } else { (xs[mid - 1] + xs[mid]) / 2.0 };
+                tokens / xs.len() as f64 / median
+            }
+            t => tokens / t.as_f64().unwrap_or(f64::NAN),
+        }
     };
     let metrics = [
         ("train tokens / CPU-s", "train", "cpu_s"),
+        ("  (median step)", "train", "steps_cpu_s"),
         ("train tokens / s (wall)", "train", "wall_s"),
         ("generated tokens / CPU-s", "generate", "cpu_s"),
+        ("  (median run)", "generate", "runs_cpu_s"),
         ("generated tokens / s (wall)", "generate", "wall_s"),
     ];
     println!();
@@ -303,6 +355,19 @@ fn report(root: &Path, shape: &str, threads: usize, candle: &Value, torch: &Resu
         rows.push(json!({"metric": name, "candle": c, "pytorch": t, "ratio": ratio}));
     }
     let mut notes = Vec::new();
+    // Where a training step's CPU time goes, per step, on each side.
+    let phases = |v: &Value| {
+        let steps = v["train"]["steps"].as_f64().unwrap_or(f64::NAN);
+        let p = &v["train"]["phases_cpu_s"];
+        let f = |k: &str| p[k].as_f64().unwrap_or(f64::NAN) / steps;
+        format!("forward {:.2}, backward {:.2}, optimizer {:.2}", f("forward"), f("backward"), f("optimizer"))
+    };
+    let mut line = format!("train CPU-s per step: candle {}", phases(candle));
+    if let Ok(t) = torch {
+        line += &format!("; PyTorch {}", phases(t));
+    }
+    println!("{line}");
+    notes.push(line);
     match torch {
         Err(why) => {
             println!("PyTorch: {why}");
