@@ -1,0 +1,160 @@
+//! Learning, not just running: GRPO on the email-triage template gym raises a small model's
+//! mean episode reward well above where it started, within a bounded number of steps, with a
+//! fixed seed.
+//!
+//! The model is one the test makes: a tiny Qwen2 with a tokenizer trained on the gym's own
+//! text, given a brief supervised warm-up on replies that follow the gym's one-line format
+//! but with fields drawn at random (so it learns the shape of an answer, never which answer
+//! is right), then merged into the base weights, as a pretrained model's instruction tuning
+//! would be. From there, GRPO runs through the same `Run` loop `hz train` uses, with a fresh
+//! adapter and the KL measured against that warmed base. The reward is only the gym's: 0.4 /
+//! 0.3 / 0.3 for the right category / priority / team, -0.3 for each malformed reply.
+
+use candle_core::{DType, Device};
+use hz_chat::{Builtin, ChatTokenizer, Message};
+use hz_llm::tiny::{train_tokenizer, write_model, TinySpec};
+use hz_llm::{Family, LoraConfig, Model};
+use hz_train::grpo::{self, derive_seed};
+use hz_train::loss::Scored;
+use hz_train::optim::{AdamW, AdamWConfig};
+use hz_train::rollout::GymFace;
+use hz_train::run::{JsonlSink, Run, RunIdentity, TrainConfig};
+use std::path::{Path, PathBuf};
+
+const CATEGORIES: [&str; 8] = ["billing", "technical", "account", "sales", "security", "legal", "feedback", "spam"];
+const PRIORITIES: [&str; 4] = ["low", "medium", "high", "urgent"];
+const TEAMS: [&str; 8] = ["finance", "engineering", "support", "sales", "security", "legal", "product", "none"];
+
+/// An untrained-for-this-gym policy stays below this mean episode reward; GRPO must end above.
+const THRESHOLD: f64 = 0.0;
+
+fn gym_face() -> GymFace {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../gym-templates/email-triage/email-triage.gym.json");
+    GymFace::new(hz_gym::Gym::load(&path).unwrap(), hz_gym::RuntimeConfig::default()).unwrap()
+}
+
+/// The first observation of the task that `seed` picks.
+fn observation(face: &GymFace, seed: u64) -> String {
+    let mut env = hz_gym::Env::new(face.gym.clone(), face.runtime.clone());
+    env.reset(seed, &hz_gym::ResetOptions::default()).unwrap().0
+}
+
+/// A well-formed reply with every field drawn at random.
+fn random_answer(seed: u64) -> String {
+    let pick = |k: u64, n: usize| (derive_seed(seed, k, 0) % n as u64) as usize;
+    format!("category: {}; priority: {}; team: {}", CATEGORIES[pick(1, 8)], PRIORITIES[pick(2, 4)], TEAMS[pick(3, 8)])
+}
+
+/// Mean episode reward over a fixed set of tasks and samples (the same for every call).
+fn evaluate(model: &Model, chat: &ChatTokenizer, face: &GymFace, cfg: &TrainConfig) -> f64 {
+    let mut eval = cfg.grpo();
+    eval.seed = 0xE7A1;
+    eval.prompts_per_step = 16;
+    eval.group_size = 4;
+    let episodes = grpo::collect(model, chat, face, &eval, 0).unwrap();
+    episodes.iter().map(|e| e.reward).sum::<f64>() / episodes.len() as f64
+}
+
+/// Writes the tiny base, warms it up on the format and merges that into `out`.
+fn warmed_model(dir: &Path, face: &GymFace) -> PathBuf {
+    let observations: Vec<String> = (0..64).map(|s| observation(face, s)).collect();
+    let mut corpus = observations.clone();
+    corpus.extend((0..300).map(random_answer));
+    corpus.push(
+        "Your reply must be exactly one line: category: <category>; priority: <priority>; team: <team>, using only \
+         the values listed in the policy. Try again (step 1/2). No attempts left. Triage recorded:"
+            .into(),
+    );
+    let tok = train_tokenizer(&corpus, 2000).unwrap();
+    let base = dir.join("base");
+    write_model(&base, &TinySpec::new(Family::Qwen2, 0), &tok, 11).unwrap();
+
+    let mut model = hz_llm::load::load_model(&base, &Device::Cpu, DType::F32).unwrap();
+    let targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+    model.add_lora(&LoraConfig::new(16, 32.0, &targets), 3).unwrap();
+    let chat = ChatTokenizer::from_model_dir(&base, Some(Builtin::ChatMl)).unwrap();
+    let rows: Vec<(Vec<u32>, Vec<bool>)> = (0..48u64)
+        .map(|i| {
+            let msgs = vec![
+                Message::user(observations[i as usize % observations.len()].clone()),
+                Message::assistant(random_answer(1000 + i)),
+            ];
+            let e = chat.encode_conversation(&msgs, &face.tools).unwrap();
+            (e.ids, e.mask.iter().map(|&m| m != 0).collect())
+        })
+        .collect();
+    if let Some((ids, _)) = rows.first() {
+        eprintln!("warm-up rows are {} tokens", ids.len());
+    }
+    let vars: Vec<_> = model.lora_vars().into_iter().flat_map(|(_, a, b)| [a, b]).collect();
+    let mut opt = AdamW::new(vars, AdamWConfig { lr: 3e-3, ..AdamWConfig::default() }).unwrap();
+    for step in 0..WARMUP_STEPS {
+        let batch: Vec<Scored> = (0..8)
+            .map(|j| {
+                let (ids, mask) = &rows[(step * 8 + j) % rows.len()];
+                Scored { tokens: ids, mask }
+            })
+            .collect();
+        let loss = hz_train::sft_step(&model, &mut opt, &batch).unwrap();
+        eprintln!("warm-up step {step}: loss {loss:.3}");
+    }
+    let warm = dir.join("warm");
+    hz_peft::merge_into(&base, &model.adapter("tiny").unwrap(), &warm).unwrap();
+    warm
+}
+
+const WARMUP_STEPS: usize = 12;
+
+#[test]
+fn grpo_raises_the_mean_episode_reward_on_email_triage() {
+    let dir = tempfile::tempdir().unwrap();
+    let face = gym_face();
+    let warm = warmed_model(dir.path(), &face);
+    let model = hz_llm::load::load_model(&warm, &Device::Cpu, DType::F32).unwrap();
+    let chat = ChatTokenizer::from_model_dir(&warm, Some(Builtin::ChatMl)).unwrap();
+
+    let cfg = TrainConfig {
+        steps: 20,
+        seed: 7,
+        lr: 5e-3,
+        lora_r: 8,
+        lora_alpha: 16.0,
+        lora_targets: ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj"].map(String::from).to_vec(),
+        group_size: 8,
+        prompts_per_step: 4,
+        micro_batch: 16,
+        kl_beta: 0.01,
+        max_new_tokens: 24,
+        max_turns: 2,
+        checkpoint_every: 100,
+        ..TrainConfig::default()
+    };
+    let start = evaluate(&model, &chat, &face, &cfg);
+    eprintln!("mean episode reward before GRPO: {start:.3}");
+    assert!(start < THRESHOLD, "the warmed-up policy already meets the threshold: {start:.3}");
+
+    let identity = RunIdentity { gym: face.gym.id().to_hex(), model: "tiny-warm".into() };
+    let run_dir = dir.path().join("run");
+    let mut run = Run::open(
+        &run_dir,
+        cfg.clone(),
+        identity,
+        model,
+        ChatTokenizer::from_model_dir(&warm, Some(Builtin::ChatMl)).unwrap(),
+        gym_face(),
+    )
+    .unwrap();
+    let mut sink = JsonlSink::new(run.metrics_path());
+    let summary = run.run(&mut [&mut sink], None).unwrap();
+    assert_eq!(summary.steps_done, cfg.steps);
+    for m in JsonlSink::read(&run.metrics_path()).unwrap() {
+        eprintln!(
+            "step {:2}: reward {:+.3} ± {:.3}  kl {:.4}  flat groups {}  len {:.1}",
+            m.step, m.reward_mean, m.reward_std, m.kl, m.flat_groups, m.completion_len
+        );
+    }
+    let end = evaluate(run.model(), &chat, &face, &cfg);
+    eprintln!("mean episode reward after {} GRPO steps: {end:.3} (from {start:.3})", cfg.steps);
+    assert!(end >= THRESHOLD, "after GRPO the policy should meet the threshold: {end:.3}");
+    assert!(end - start >= 0.3, "GRPO should raise the mean reward by at least 0.3: {start:.3} -> {end:.3}");
+}
