@@ -42,7 +42,7 @@ enum Command {
     /// API keys in the OS keychain (read from standard input, never from arguments).
     #[command(subcommand)]
     Key(key::KeyCmd),
-    /// Serve a local model folder as an OpenAI-compatible chat endpoint on loopback.
+    /// Serve a local model (folder or GGUF file) as an OpenAI-compatible chat endpoint on loopback.
     Serve(serve::ServeArgs),
     /// Train a LoRA adapter on a gym (GRPO, DPO or PPO); rerun to resume a stopped run.
     Train(Box<train::TrainArgs>),

@@ -1,4 +1,4 @@
-//! `hz serve`: a local model folder behind an OpenAI-compatible `/v1/chat/completions` on
+//! `hz serve`: a local model (Hugging Face folder or GGUF file) behind an OpenAI-compatible `/v1/chat/completions` on
 //! loopback, the AI overseer's default judge.
 
 use anyhow::{bail, Result};
@@ -9,16 +9,17 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// The model folder (config.json, *.safetensors, tokenizer.json; ChatML when it has no
-    /// chat template).
-    #[arg(long, value_name = "DIR")]
+    /// The model: a Hugging Face folder (config.json, *.safetensors, tokenizer.json; ChatML
+    /// when it has no chat template) or a GGUF file (its own tokenizer and template, else the
+    /// family's).
+    #[arg(long, value_name = "PATH")]
     model: PathBuf,
     #[arg(long, default_value_t = 8080)]
     port: u16,
     /// A loopback address: the server has no authentication.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    /// The model name clients see (default: the folder's name).
+    /// The model name clients see (default: the folder's or file's name).
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
     /// `max_tokens` for requests that give none.

@@ -24,8 +24,9 @@ pub struct TrainArgs {
     /// GGUF file (quantized base; vocabulary and chat template from its metadata).
     #[arg(long, value_name = "PATH")]
     model: PathBuf,
-    #[arg(long, default_value = "grpo")]
-    algo: Algo,
+    /// grpo, dpo or ppo [default: grpo, or the --config file's `algo`].
+    #[arg(long)]
+    algo: Option<Algo>,
     /// The run's folder (default: runs/<gym>-<algo>). An existing run there is resumed.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -79,11 +80,11 @@ impl TrainArgs {
             }
             None => TrainConfig::default(),
         };
-        cfg.algo = self.algo;
         macro_rules! set {
             ($($f:ident),*) => { $(if let Some(v) = self.$f { cfg.$f = v; })* };
         }
         set!(
+            algo,
             steps,
             seed,
             lr,
@@ -196,8 +197,8 @@ pub fn run(args: TrainArgs) -> Result<bool> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{gym_name}-{:?}", cfg.algo).to_lowercase()));
-    if !args.model.join("config.json").is_file() {
-        bail!("--model {}: not a model folder (no config.json)", args.model.display());
+    if !args.model.join("config.json").is_file() && !hz_llm::gguf::is_gguf(&args.model) {
+        bail!("--model {}: neither a model folder (no config.json) nor a GGUF file", args.model.display());
     }
     let identity = RunIdentity { gym: gym.id().to_hex(), model: model_identity(&args.model)? };
 

@@ -70,12 +70,19 @@ pub fn generate(
         .collect();
     let mut out: Vec<Option<Completion>> = vec![None; b];
     let mut generated: Vec<Vec<u32>> = vec![Vec::new(); b];
-    let mut cache = model.new_cache(b);
-    let mut input = Input::left_padded(prompts, pad);
-    for _ in 0..sampling.max_new_tokens {
+    // A group sampled from one prompt (GRPO's first turn) is prefilled once: identical
+    // prompts give identical caches, so one row is computed and copied to the others.
+    let shared = b > 1 && prompts[1..].iter().all(|p| *p == prompts[0]);
+    let mut cache = model.new_cache(if shared { 1 } else { b });
+    let mut input = Input::left_padded(if shared { &prompts[..1] } else { prompts }, pad);
+    for step in 0..sampling.max_new_tokens {
         let logits = model.forward(&input, &mut cache, fwd)?;
         let logits = logits.squeeze(1)?.to_dtype(DType::F32)?;
-        let logits: Vec<Vec<f32>> = logits.to_vec2()?;
+        let mut logits: Vec<Vec<f32>> = logits.to_vec2()?;
+        if shared && step == 0 {
+            cache.select_rows(&vec![0; b])?;
+            logits = vec![logits.swap_remove(0); b];
+        }
         let mut next = vec![pad; b];
         let mut valid = vec![false; b];
         for row in 0..b {

@@ -2,7 +2,7 @@
 //! clipped surrogate on policy tokens only, and a KL penalty to the reference (the base with the
 //! adapter off).
 
-use crate::loss::{clipped_pg_loss, group_advantages, per_sequence, score, PgConfig, Scored};
+use crate::loss::{clipped_pg_loss, group_advantages, per_sequence, score_at, PgConfig, Scored};
 use crate::optim::{accumulate, AdamW};
 use crate::rollout::{rollout_group, Episode, GymFace};
 use crate::TrainError;
@@ -135,18 +135,25 @@ pub fn update(
     let mut trained_tokens = 0usize;
     if !scored.is_empty() && total_tokens > 0.0 && chosen.iter().any(|&i| adv[i] != 0.0) {
         let mb = cfg.micro_batch.max(1);
+        let temp = cfg.sampling.temperature;
         let batches: Vec<Vec<usize>> = (0..scored.len()).collect::<Vec<_>>().chunks(mb).map(|c| c.to_vec()).collect();
-        // Old-policy and reference log-probabilities, fixed for the whole step.
+        // Old-policy and reference log-probabilities, fixed for the whole step. With a single
+        // pass the old policy is the one being trained, so its log-probabilities are the
+        // training pass's own, detached: one forward pass fewer per step.
         let mut fixed = Vec::with_capacity(batches.len());
         for b in &batches {
             let rows: Vec<Scored> = b.iter().map(|&k| scored[k]).collect();
-            let old = score(model, &rows, Fwd::POLICY, false, false)?.lp;
-            let reference = if cfg.pg.kl_beta > 0.0 {
-                Some(score(model, &rows, Fwd::REFERENCE, false, false)?.lp.detach())
+            let old = if cfg.epochs > 1 {
+                Some(score_at(model, &rows, Fwd::POLICY, temp, false, false)?.lp.detach())
             } else {
                 None
             };
-            fixed.push((old.detach(), reference));
+            let reference = if cfg.pg.kl_beta > 0.0 {
+                Some(score_at(model, &rows, Fwd::REFERENCE, temp, false, false)?.lp.detach())
+            } else {
+                None
+            };
+            fixed.push((old, reference));
         }
         let mut stats = (0.0, 0.0, 0.0, 0.0);
         for epoch in 0..cfg.epochs.max(1) {
@@ -154,12 +161,16 @@ pub fn update(
             for (bi, b) in batches.iter().enumerate() {
                 model.seed_dropout(derive_seed(cfg.seed ^ 0xD0, step, (epoch * batches.len() + bi) as u64));
                 let rows: Vec<Scored> = b.iter().map(|&k| scored[k]).collect();
-                let sc = score(model, &rows, Fwd::TRAIN, true, false)?;
+                let sc = score_at(model, &rows, Fwd::TRAIN, temp, true, false)?;
                 let (lp, mask) = (&sc.lp, &sc.mask);
                 let a: Vec<f64> = b.iter().map(|&k| adv[chosen[k]]).collect();
                 let a = per_sequence(&a, lp.dtype(), lp.device())?;
                 let (old, reference) = &fixed[bi];
-                let (loss, st) = clipped_pg_loss(lp, old, reference.as_ref(), &a, mask, sc.entropy.as_ref(), cfg.pg)?;
+                let old = match old {
+                    Some(o) => o.clone(),
+                    None => lp.detach(),
+                };
+                let (loss, st) = clipped_pg_loss(lp, &old, reference.as_ref(), &a, mask, sc.entropy.as_ref(), cfg.pg)?;
                 // Token mean over the whole step, not per micro-batch.
                 let w = st.tokens / total_tokens;
                 let g = (loss * w)?.backward()?;

@@ -54,6 +54,20 @@ pub struct Scores {
 /// Right-pad `rows` and run the model once. `entropy` and `hidden` are computed only when
 /// asked for: the old-policy and reference passes need neither.
 pub fn score(model: &Model, rows: &[Scored], fwd: Fwd, entropy: bool, hidden: bool) -> candle_core::Result<Scores> {
+    score_at(model, rows, fwd, 1.0, entropy, hidden)
+}
+
+/// [`score`] of the policy at a sampling temperature: the logits are divided by it, so the
+/// ratio, the KL and the gradient are those of the distribution the episodes were sampled
+/// from (a temperature of 0, greedy, counts as 1).
+pub fn score_at(
+    model: &Model,
+    rows: &[Scored],
+    fwd: Fwd,
+    temperature: f64,
+    entropy: bool,
+    hidden: bool,
+) -> candle_core::Result<Scores> {
     let dev = model.device().clone();
     let len = rows.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
     if len < 2 {
@@ -73,7 +87,10 @@ pub fn score(model: &Model, rows: &[Scored], fwd: Fwd, entropy: bool, hidden: bo
     let mut cache = model.new_cache(rows.len());
     let llm = |e: hz_llm::LlmError| candle_core::Error::Msg(e.to_string());
     let h = model.forward_hidden(&input, &mut cache, fwd).map_err(llm)?;
-    let logits = model.logits(&h).map_err(llm)?;
+    let mut logits = model.logits(&h).map_err(llm)?;
+    if temperature > 0.0 && temperature != 1.0 {
+        logits = (logits / temperature)?;
+    }
     let targets = Tensor::from_vec(targets, (rows.len(), s), &dev)?;
     let mask = Tensor::from_vec(mask, (rows.len(), s), &dev)?.to_dtype(model.dtype())?;
     // One log-softmax serves both the gathered log-probabilities and the entropy.

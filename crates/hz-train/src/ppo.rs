@@ -6,7 +6,7 @@
 //! next state after a turn's last token is the first token of the next turn.
 
 use crate::grpo::{self, derive_seed, StepMetrics};
-use crate::loss::{clipped_pg_loss, score, PgConfig, Scored};
+use crate::loss::{clipped_pg_loss, score_at, PgConfig, Scored};
 use crate::optim::{accumulate, AdamW};
 use crate::rollout::{Episode, GymFace};
 use crate::run::TrainConfig;
@@ -170,13 +170,14 @@ pub fn update(
     let mb = cfg.micro_batch.max(1);
     let batches: Vec<&[&Episode]> = chosen.chunks(mb).collect();
     let (pp, kl_beta) = (&cfg.ppo, cfg.kl_beta);
+    let temp = cfg.temperature;
     // Rollout-time quantities, fixed for the step.
     let mut fixed = Vec::with_capacity(batches.len());
     let (mut kl_sum, mut n_tok) = (0.0f64, 0.0f64);
     for b in &batches {
         let rows: Vec<Scored> = b.iter().map(|e| Scored { tokens: &e.tokens, mask: &e.mask }).collect();
-        let pol = score(model, &rows, Fwd::POLICY, false, true)?;
-        let reference = score(model, &rows, Fwd::REFERENCE, false, false)?;
+        let pol = score_at(model, &rows, Fwd::POLICY, temp, false, true)?;
+        let reference = score_at(model, &rows, Fwd::REFERENCE, temp, false, false)?;
         let hidden = pol.hidden.as_ref().ok_or_else(|| TrainError::Run("no hidden states".into()))?;
         let old_v = head.values(&hidden.detach())?.detach();
         let old_lp = pol.lp.detach();
@@ -224,7 +225,7 @@ pub fn update(
             let adv = Tensor::from_vec(adv, (b.len(), s), &dev)?.to_dtype(dtype)?;
             model.seed_dropout(derive_seed(cfg.seed ^ 0xD0, step, (epoch * batches.len() + bi) as u64));
             let rows: Vec<Scored> = b.iter().map(|e| Scored { tokens: &e.tokens, mask: &e.mask }).collect();
-            let sc = score(model, &rows, Fwd::TRAIN, true, true)?;
+            let sc = score_at(model, &rows, Fwd::TRAIN, temp, true, true)?;
             let hidden = sc.hidden.as_ref().ok_or_else(|| TrainError::Run("no hidden states".into()))?;
             let (pl, st) = clipped_pg_loss(&sc.lp, &f.old_lp, None, &adv, &sc.mask, sc.entropy.as_ref(), pg)?;
             // Clipped value loss: ½·max((V - R)², (V_old + clip(V - V_old) - R)²).
