@@ -89,7 +89,10 @@ fn main() -> Result<()> {
 }
 
 fn root() -> Result<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // `cargo run` sets the variable for the process too; prefer it, since a build reused from
+    // a target directory shared with another checkout has that checkout's path compiled in.
+    let manifest =
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
     Ok(manifest.parent().context("xtask lives in the workspace")?.to_path_buf())
 }
 
