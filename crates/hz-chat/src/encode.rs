@@ -93,11 +93,8 @@ impl ChatTokenizer {
         let template = match (ChatTemplate::from_model_dir(dir), fallback) {
             (Ok(t), _) => t,
             (Err(ChatError::NoTemplate { available, .. }), Some(b)) if available.is_empty() => {
-                let builtin = ChatTemplate::builtin(b)?;
-                let config = read_config_tokens(dir)?;
-                let bos = config.0.or_else(|| builtin.bos_token().map(String::from));
-                let eos = config.1.or_else(|| builtin.eos_token().map(String::from));
-                builtin.with_tokens(bos, eos)
+                let (bos, eos) = read_config_tokens(dir)?;
+                ChatTemplate::builtin(b)?.with_tokens(bos, eos)
             }
             (Err(e), _) => return Err(e),
         };
@@ -116,12 +113,7 @@ impl ChatTokenizer {
     ) -> Result<Self, ChatError> {
         let template = match (template, fallback) {
             (Some(source), _) => ChatTemplate::new(source, bos_token, eos_token)?,
-            (None, Some(b)) => {
-                let builtin = ChatTemplate::builtin(b)?;
-                let bos = bos_token.or_else(|| builtin.bos_token().map(String::from));
-                let eos = eos_token.or_else(|| builtin.eos_token().map(String::from));
-                builtin.with_tokens(bos, eos)
-            }
+            (None, Some(b)) => ChatTemplate::builtin(b)?.with_tokens(bos_token, eos_token),
             (None, None) => return Err(ChatError::NoTemplate { name: "default".into(), available: Vec::new() }),
         };
         Self::new(template, tokenizer)

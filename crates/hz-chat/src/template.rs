@@ -123,10 +123,11 @@ impl ChatTemplate {
         Ok(collect_templates(dir, config.as_ref())?.into_iter().map(|(n, _)| n).collect())
     }
 
-    /// Replace the special tokens (for a model folder whose config lacks them).
+    /// Use the model's own special tokens where it names them, keeping the template's own
+    /// otherwise (a built-in template on a model folder or file that lacks one).
     pub fn with_tokens(mut self, bos_token: Option<String>, eos_token: Option<String>) -> Self {
-        self.bos_token = bos_token;
-        self.eos_token = eos_token;
+        self.bos_token = bos_token.or(self.bos_token);
+        self.eos_token = eos_token.or(self.eos_token);
         self
     }
 

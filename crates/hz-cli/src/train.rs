@@ -216,8 +216,7 @@ pub fn run(args: TrainArgs) -> Result<bool> {
         None
     };
     let face = GymFace::new(gym, runtime.config())?;
-    let model = hz_llm::load::load_model(&args.model, &candle_core::Device::Cpu, candle_core::DType::F32)?;
-    let chat = hz_serve::load_chat(&args.model)?;
+    let (model, chat) = hz_serve::Engine::load(&args.model)?.into_parts();
     let mut run = Run::open(&out, cfg.clone(), identity.clone(), model, chat, face)?;
     if let Some(s) = run.resumed_from() {
         eprintln!("resuming {} from step {s} of {}", out.display(), cfg.steps);

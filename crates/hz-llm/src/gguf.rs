@@ -8,6 +8,7 @@
 //! are stored with the `+1` added (taken off, the decoder adds it).
 
 use crate::config::{Activation, Family, ModelConfig, RopeStyle};
+use crate::load::file_err;
 use crate::model::{Model, WeightSource};
 use crate::ops::BaseWeight;
 use crate::LlmError;
@@ -31,10 +32,6 @@ pub fn is_gguf(path: &Path) -> bool {
     }
     let mut head = [0u8; 4];
     std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == MAGIC
-}
-
-fn file_err(path: &Path, reason: impl std::fmt::Display) -> LlmError {
-    LlmError::File { path: path.display().to_string(), reason: reason.to_string() }
 }
 
 fn meta_err(key: &str, reason: impl std::fmt::Display) -> LlmError {
@@ -358,7 +355,13 @@ impl Gguf {
     /// The text of the token `tokenizer.ggml.<which>_token_id` (`bos`, `eos`, ...).
     pub fn special_token(&self, which: &str) -> Option<String> {
         let id = self.u32_opt(&format!("tokenizer.ggml.{which}_token_id"))? as usize;
-        self.tokens().ok()?.get(id).map(|s| s.to_string())
+        match self.content.metadata.get("tokenizer.ggml.tokens")? {
+            Value::Array(a) => match a.get(id)? {
+                Value::String(s) => Some(s.clone()),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// A tokenizer built from the vocabulary in the metadata: `gpt2` files are byte-level BPE

@@ -57,7 +57,7 @@ impl WeightSource for SafetensorsSource {
     }
 }
 
-fn file_err(path: &Path, reason: impl std::fmt::Display) -> LlmError {
+pub(crate) fn file_err(path: &Path, reason: impl std::fmt::Display) -> LlmError {
     LlmError::File { path: path.display().to_string(), reason: reason.to_string() }
 }
 

@@ -89,9 +89,19 @@ impl Engine {
     /// Load a Hugging Face folder or a GGUF file on the CPU (f32); see [`load_chat`] for the
     /// chat template.
     pub fn load(dir: &Path) -> Result<Self, ServeError> {
-        let model = hz_llm::load::load_model(dir, &candle_core::Device::Cpu, candle_core::DType::F32)?;
-        let chat = load_chat(dir)?;
-        Ok(Self { model, chat })
+        let (cpu, f32) = (&candle_core::Device::Cpu, candle_core::DType::F32);
+        if hz_llm::gguf::is_gguf(dir) {
+            // One read of the file's header serves the weights, the vocabulary and the template.
+            let g = hz_llm::gguf::Gguf::open(dir)?;
+            return Ok(Self { model: g.load_model(cpu, f32)?, chat: gguf_chat(&g)? });
+        }
+        let model = hz_llm::load::load_model(dir, cpu, f32)?;
+        Ok(Self { model, chat: load_chat(dir)? })
+    }
+
+    /// The model and chat tokenizer, for a caller that trains rather than serves.
+    pub fn into_parts(self) -> (Model, ChatTokenizer) {
+        (self.model, self.chat)
     }
 
     pub fn new(model: Model, chat: ChatTokenizer) -> Self {
@@ -106,7 +116,10 @@ pub fn load_chat(path: &Path) -> Result<ChatTokenizer, ServeError> {
     if !hz_llm::gguf::is_gguf(path) {
         return Ok(ChatTokenizer::from_model_dir(path, Some(Builtin::ChatMl))?);
     }
-    let g = hz_llm::gguf::Gguf::open(path)?;
+    gguf_chat(&hz_llm::gguf::Gguf::open(path)?)
+}
+
+fn gguf_chat(g: &hz_llm::gguf::Gguf) -> Result<ChatTokenizer, ServeError> {
     let fallback = match g.family()? {
         hz_llm::Family::Llama => Builtin::Llama3,
         hz_llm::Family::Qwen2 => Builtin::ChatMl,

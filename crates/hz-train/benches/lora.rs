@@ -223,12 +223,7 @@ fn run_candle(dir: &Path, train_rows: &[Vec<u32>], prompts: &[Vec<u32>], steps: 
 /// `hz_train::sft_step` with every row fully trained on, split into its three phases so their
 /// CPU seconds can be reported: forward + token-mean NLL, backward, AdamW (with the clip).
 fn train_step(model: &hz_llm::Model, opt: &mut AdamW, rows: &[Scored]) -> (f64, [f64; 3]) {
-    let (loss, fwd, _) = timed(|| {
-        let sc = hz_train::loss::score(model, rows, Fwd::TRAIN, false, false).expect("forward");
-        let n = sc.mask.sum_all().and_then(|t| t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>());
-        let n = n.expect("mask").max(1.0);
-        (sc.lp.mul(&sc.mask).and_then(|x| x.sum_all()?.neg()? / n)).expect("loss")
-    });
+    let (loss, fwd, _) = timed(|| hz_train::sft_loss(model, rows).expect("forward"));
     let (grads, bwd, _) = timed(|| loss.backward().expect("backward"));
     let (_, step, _) = timed(|| {
         let g = opt.collect(&grads);

@@ -166,10 +166,7 @@ pub fn update(
                 let a: Vec<f64> = b.iter().map(|&k| adv[chosen[k]]).collect();
                 let a = per_sequence(&a, lp.dtype(), lp.device())?;
                 let (old, reference) = &fixed[bi];
-                let old = match old {
-                    Some(o) => o.clone(),
-                    None => lp.detach(),
-                };
+                let old = old.clone().unwrap_or_else(|| lp.detach());
                 let (loss, st) = clipped_pg_loss(lp, &old, reference.as_ref(), &a, mask, sc.entropy.as_ref(), cfg.pg)?;
                 // Token mean over the whole step, not per micro-batch.
                 let w = st.tokens / total_tokens;

@@ -45,12 +45,16 @@ impl TrainError {
 /// One supervised step on masked sequences (negative log-likelihood of the policy tokens):
 /// the brief warm-up that teaches a small model a gym's answer format. Returns the loss.
 pub fn sft_step(model: &Model, opt: &mut optim::AdamW, rows: &[loss::Scored]) -> Result<f64, TrainError> {
-    let sc = loss::score(model, rows, Fwd::TRAIN, false, false)?;
-    let (lp, mask) = (sc.lp, sc.mask);
-    let n = mask.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?.max(1.0);
-    let loss: Tensor = (lp.mul(&mask)?.sum_all()?.neg()? / n)?;
+    let loss = sft_loss(model, rows)?;
     let grads = loss.backward()?;
     let g = opt.collect(&grads);
     opt.step(&g)?;
     Ok(loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// The supervised loss: token-mean negative log-likelihood of the policy tokens.
+pub fn sft_loss(model: &Model, rows: &[loss::Scored]) -> Result<Tensor, TrainError> {
+    let sc = loss::score(model, rows, Fwd::TRAIN, false, false)?;
+    let n = sc.mask.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?.max(1.0);
+    Ok((sc.lp.mul(&sc.mask)?.sum_all()?.neg()? / n)?)
 }
