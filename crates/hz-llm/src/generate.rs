@@ -3,7 +3,7 @@
 
 use crate::model::{Fwd, Input, Model};
 use crate::LlmError;
-use candle_core::{DType, D};
+use candle_core::DType;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -181,6 +181,5 @@ pub fn sample(logits: &[f32], s: &Sampling, rng: &mut ChaCha8Rng) -> u32 {
 
 /// Entropy of the softmax of `logits` along the last dimension (nats), as a tensor.
 pub fn entropy(logits: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
-    let lp = crate::ops::log_softmax_last_dim(logits)?;
-    (lp.exp()? * &lp)?.sum(D::Minus1)?.neg()
+    crate::ops::entropy_at(logits, 1.0)
 }

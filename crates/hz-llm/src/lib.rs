@@ -3,6 +3,7 @@
 //! and batched KV-cache generation.
 
 pub mod config;
+pub mod fused;
 pub mod generate;
 pub mod gguf;
 pub mod load;

@@ -5,7 +5,7 @@
 use crate::config::{Activation, ModelConfig};
 use crate::ops::{self, BaseWeight};
 use crate::LlmError;
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -55,9 +55,9 @@ impl Linear {
         }
         if let (Some(l), true) = (&self.lora, fwd.adapter) {
             let x = if fwd.train && l.dropout > 0.0 { dropout(x, l.dropout, rng)? } else { x.clone() };
-            let low = x.broadcast_matmul(&l.a.as_tensor().t()?)?;
-            let up = low.broadcast_matmul(&l.b.as_tensor().t()?)?;
-            y = (y + (up * l.scale)?)?;
+            // The scale goes on the rank-r intermediate, r/out of the work of scaling the output.
+            let low = (x.broadcast_matmul(&l.a.as_tensor().t()?)? * l.scale)?;
+            y = (y + low.broadcast_matmul(&l.b.as_tensor().t()?)?)?;
         }
         Ok(y)
     }
@@ -522,11 +522,11 @@ impl Model {
                 (k, v)
             };
             let scale = 1.0 / c.query_pre_attn_scalar.sqrt();
-            let mut scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
-            if let Some(cap) = c.attn_logit_softcapping {
-                scores = ((scores / cap)?.tanh()? * cap)?;
-            }
-            let probs = ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
+            let scores = q.matmul(&k.t()?)?;
+            let probs = match c.attn_logit_softcapping {
+                Some(cap) => ops::attention_probs(&((((scores * scale)? / cap)?.tanh()? * cap)?), mask, 1.0)?,
+                None => ops::attention_probs(&scores, mask, scale)?,
+            };
             let att = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, c.num_heads * c.head_dim))?;
             let mut att = a.o.forward(&att, fwd, rng)?;
             if let Some(w) = &layer.norm_attn_out {
@@ -536,12 +536,12 @@ impl Model {
 
             let h = ops::rms_norm(&x, &layer.norm_mlp_in, c.rms_norm_eps, off)?;
             let g = layer.gate.forward(&h, fwd, rng)?;
-            let g = match c.activation {
-                Activation::Silu => candle_nn::ops::silu(&g)?,
-                Activation::GeluTanh => ops::gelu_tanh(&g)?,
-            };
             let u = layer.up.forward(&h, fwd, rng)?;
-            let mut m = layer.down.forward(&(g * u)?, fwd, rng)?;
+            let gu = match c.activation {
+                Activation::Silu => ops::silu_mul(&g, &u)?,
+                Activation::GeluTanh => (ops::gelu_tanh(&g)? * u)?,
+            };
+            let mut m = layer.down.forward(&gu, fwd, rng)?;
             if let Some(w) = &layer.norm_mlp_out {
                 m = ops::rms_norm(&m, w, c.rms_norm_eps, off)?;
             }
@@ -607,6 +607,5 @@ impl Model {
 
 /// Log-probabilities of `targets` under `logits` (`[b, s, V]` → `[b, s]`).
 pub fn token_logprobs(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
-    let lp = ops::log_softmax_last_dim(logits)?;
-    lp.gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?.squeeze(D::Minus1)
+    ops::token_logprobs_at(logits, targets, 1.0)
 }

@@ -2,56 +2,143 @@
 //! fused `softmax_last_dim`, `rms_norm` and `rope*` kernels (and `QMatMul`) have no backward
 //! pass: a model built on them trains silently wrong.
 
+use crate::fused;
 use candle_core::quantized::QTensor;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, D};
 use std::sync::Arc;
 
-/// `x / sqrt(mean(x²) + eps) * (w + offset)`, computed in f32 (or f64).
+/// Whether the fused CPU kernels (`fused`) serve these tensors: contiguous-able f32 on the
+/// CPU, with the constant operands (`consts`) carrying no gradient.
+fn fusable(x: &Tensor, consts: &[&Tensor]) -> bool {
+    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+    cpu_f32(x) && consts.iter().all(|c| cpu_f32(c) && !c.track_op())
+}
+
+/// `x / sqrt(mean(x²) + eps) * (w + offset)`, computed in f32 (or f64). The weight is a
+/// constant (it gets no gradient on the fused path).
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, offset: f64) -> candle_core::Result<Tensor> {
-    let dtype = x.dtype();
-    let inner = if dtype == DType::F64 { DType::F64 } else { DType::F32 };
-    let x = x.to_dtype(inner)?;
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    let normed = x.broadcast_div(&(ms + eps)?.sqrt()?)?;
-    let w = if offset != 0.0 { (w + offset)? } else { w.clone() };
-    normed.broadcast_mul(&w.to_dtype(inner)?)?.to_dtype(dtype)
+    if fusable(x, &[w]) {
+        let op = fused::RmsNorm { eps: eps as f32, offset: offset as f32 };
+        return x.contiguous()?.apply_op2(&w.contiguous()?, op);
+    }
+    composed::rms_norm(x, w, eps, offset)
 }
 
 /// Softmax over the last dimension; the max is detached (it cancels out of the gradient).
 pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&max)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+    composed::softmax_last_dim(x)
 }
 
 /// Log-softmax over the last dimension.
 pub fn log_softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let shifted = x.broadcast_sub(&max)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    shifted.broadcast_sub(&lse)
+    composed::log_softmax_last_dim(x)
+}
+
+/// Attention probabilities `softmax(scores · scale + mask)`, `scores: [b, h, s, t]`,
+/// `mask: [b, 1, s, t]` (additive, a constant).
+pub fn attention_probs(scores: &Tensor, mask: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
+    if fusable(scores, &[mask]) {
+        return scores.contiguous()?.apply_op2(&mask.contiguous()?, fused::MaskedSoftmax { scale: scale as f32 });
+    }
+    composed::softmax_last_dim(&(scores * scale)?.broadcast_add(mask)?)
 }
 
 /// Rotary embedding of `x: [b, h, s, d]` with `cos, sin: [b, 1, s, d/2]` (per-row positions,
 /// so left-padded batches rotate each row by its own positions).
 pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, style: crate::RopeStyle) -> candle_core::Result<Tensor> {
-    let (b, h, s, d) = x.dims4()?;
-    let half = d / 2;
-    match style {
-        crate::RopeStyle::Half => {
-            let x1 = x.narrow(D::Minus1, 0, half)?;
-            let x2 = x.narrow(D::Minus1, half, half)?;
-            let o1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
-            let o2 = (x1.broadcast_mul(sin)? + x2.broadcast_mul(cos)?)?;
-            Tensor::cat(&[o1, o2], D::Minus1)
-        }
-        crate::RopeStyle::Interleaved => {
-            let x = x.reshape((b, h, s, half, 2))?;
-            let x1 = x.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?;
-            let x2 = x.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?;
-            let o1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
-            let o2 = (x1.broadcast_mul(sin)? + x2.broadcast_mul(cos)?)?;
-            Tensor::stack(&[o1, o2], D::Minus1)?.reshape((b, h, s, d))
+    if fusable(x, &[cos, sin]) {
+        let op = fused::Rope { interleaved: style == crate::RopeStyle::Interleaved, inverse: false };
+        return x.contiguous()?.apply_op3(&cos.contiguous()?, &sin.contiguous()?, op);
+    }
+    composed::rope(x, cos, sin, style)
+}
+
+/// `silu(g) ⊙ u`, the gated MLP's activation.
+pub fn silu_mul(g: &Tensor, u: &Tensor) -> candle_core::Result<Tensor> {
+    if fusable(g, &[]) && fusable(u, &[]) && g.dims() == u.dims() {
+        return g.contiguous()?.apply_op2(&u.contiguous()?, fused::SiluMul);
+    }
+    candle_nn::ops::silu(g)? * u
+}
+
+/// `log softmax(logits / T)` gathered at `targets` (`logits: [.., vocab]`, `targets: [..]`
+/// u32). A temperature of 0 (greedy) or 1 is the plain distribution.
+pub fn token_logprobs_at(logits: &Tensor, targets: &Tensor, temperature: f64) -> candle_core::Result<Tensor> {
+    let t = if temperature > 0.0 { temperature } else { 1.0 };
+    if fusable(logits, &[]) && targets.device().is_cpu() {
+        let op = fused::TokenLogprobs { targets: targets.flatten_all()?.to_vec1::<u32>()?, inv_t: (1.0 / t) as f32 };
+        return logits.contiguous()?.apply_op1(op);
+    }
+    let logits = if t != 1.0 { (logits / t)? } else { logits.clone() };
+    let lp = composed::log_softmax_last_dim(&logits)?;
+    lp.gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?.squeeze(D::Minus1)
+}
+
+/// Entropy of `softmax(logits / T)` over the last dimension, detached (a metric).
+pub fn entropy_at(logits: &Tensor, temperature: f64) -> candle_core::Result<Tensor> {
+    let t = if temperature > 0.0 { temperature } else { 1.0 };
+    let logits = logits.detach();
+    if fusable(&logits, &[]) {
+        return logits.contiguous()?.apply_op1_no_bwd(&fused::Entropy { inv_t: (1.0 / t) as f32 });
+    }
+    let logits = if t != 1.0 { (logits / t)? } else { logits };
+    let a = composed::log_softmax_last_dim(&logits)?;
+    (a.exp()? * &a)?.sum(D::Minus1)?.neg()
+}
+
+/// The same ops composed from candle's basic ops, each with candle's own backward: what the
+/// fused kernels fall back to off the CPU or in half precision, and what tests check them
+/// against.
+pub mod composed {
+    use candle_core::{DType, Tensor, D};
+
+    /// `x / sqrt(mean(x²) + eps) * (w + offset)`, computed in f32 (or f64).
+    pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, offset: f64) -> candle_core::Result<Tensor> {
+        let dtype = x.dtype();
+        let inner = if dtype == DType::F64 { DType::F64 } else { DType::F32 };
+        let x = x.to_dtype(inner)?;
+        let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = x.broadcast_div(&(ms + eps)?.sqrt()?)?;
+        let w = if offset != 0.0 { (w + offset)? } else { w.clone() };
+        normed.broadcast_mul(&w.to_dtype(inner)?)?.to_dtype(dtype)
+    }
+
+    /// Softmax over the last dimension; the max is detached (it cancels out of the gradient).
+    pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
+        let max = x.max_keepdim(D::Minus1)?.detach();
+        let e = x.broadcast_sub(&max)?.exp()?;
+        e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+    }
+
+    /// Log-softmax over the last dimension.
+    pub fn log_softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
+        let max = x.max_keepdim(D::Minus1)?.detach();
+        let shifted = x.broadcast_sub(&max)?;
+        let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+        shifted.broadcast_sub(&lse)
+    }
+
+    /// Rotary embedding of `x: [b, h, s, d]` with `cos, sin: [b, 1, s, d/2]` (per-row positions,
+    /// so left-padded batches rotate each row by its own positions).
+    pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, style: crate::RopeStyle) -> candle_core::Result<Tensor> {
+        let (b, h, s, d) = x.dims4()?;
+        let half = d / 2;
+        match style {
+            crate::RopeStyle::Half => {
+                let x1 = x.narrow(D::Minus1, 0, half)?;
+                let x2 = x.narrow(D::Minus1, half, half)?;
+                let o1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+                let o2 = (x1.broadcast_mul(sin)? + x2.broadcast_mul(cos)?)?;
+                Tensor::cat(&[o1, o2], D::Minus1)
+            }
+            crate::RopeStyle::Interleaved => {
+                let x = x.reshape((b, h, s, half, 2))?;
+                let x1 = x.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?;
+                let x2 = x.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?;
+                let o1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+                let o2 = (x1.broadcast_mul(sin)? + x2.broadcast_mul(cos)?)?;
+                Tensor::stack(&[o1, o2], D::Minus1)?.reshape((b, h, s, d))
+            }
         }
     }
 }
@@ -103,6 +190,7 @@ impl BaseWeight {
 struct FrozenMatmul(BaseWeight);
 
 impl FrozenMatmul {
+    #[cfg(feature = "cuda")]
     fn forward_tensor(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.0 {
             BaseWeight::Dense(w) => x.broadcast_matmul(&w.t()?),
@@ -117,18 +205,32 @@ impl CustomOp1 for FrozenMatmul {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = Tensor::from_storage(
-            candle_core::Storage::Cpu(copy_cpu(storage, layout)?),
-            layout.shape().clone(),
-            candle_core::op::BackpropOp::none(),
-            false,
-        );
-        let y = self.forward_tensor(&x)?.contiguous()?;
-        let shape = y.shape().clone();
-        let (s, _) = y.storage_and_layout();
-        match &*s {
-            candle_core::Storage::Cpu(c) => Ok((c.clone(), shape)),
-            _ => candle_core::bail!("frozen-matmul: result left the CPU"),
+        // Straight on the storage: going through a Tensor would copy the input in and the
+        // output out (for the LM head, a [tokens, vocab] copy every pass).
+        use candle_core::backend::BackendStorage;
+        let dims = layout.dims();
+        let Some((&k, rest)) = dims.split_last() else { candle_core::bail!("frozen-matmul: scalar input") };
+        let m: usize = rest.iter().product();
+        match &self.0 {
+            BaseWeight::Quant(q) => q.cpu_fwd(storage, layout),
+            BaseWeight::Dense(w) => {
+                let (ws, wl) = w.storage_and_layout();
+                let candle_core::Storage::Cpu(ws) = &*ws else {
+                    candle_core::bail!("frozen-matmul: weight is not on the CPU")
+                };
+                let (n, wk) = w.dims2()?;
+                if wk != k {
+                    candle_core::bail!("frozen-matmul: input width {k}, weight {:?}", w.dims());
+                }
+                let Some((start, _)) = layout.contiguous_offsets() else {
+                    candle_core::bail!("frozen-matmul: input is not contiguous")
+                };
+                let lhs = Layout::contiguous_with_offset((m, k), start);
+                let out = storage.matmul(ws, (1, m, n, k), &lhs, &wl.transpose(0, 1)?)?;
+                let mut shape = rest.to_vec();
+                shape.push(n);
+                Ok((out, Shape::from(shape)))
+            }
         }
     }
 
@@ -161,18 +263,4 @@ impl CustomOp1 for FrozenMatmul {
         let w = self.0.dequantize(grad_res.device())?.to_dtype(grad_res.dtype())?;
         Ok(Some(grad_res.broadcast_matmul(&w)?))
     }
-}
-
-/// The contiguous part of a CPU storage that `layout` describes.
-fn copy_cpu(storage: &CpuStorage, layout: &Layout) -> candle_core::Result<CpuStorage> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("frozen-matmul: input is not contiguous")
-    };
-    Ok(match storage {
-        CpuStorage::F32(v) => CpuStorage::F32(v[start..end].to_vec()),
-        CpuStorage::F16(v) => CpuStorage::F16(v[start..end].to_vec()),
-        CpuStorage::BF16(v) => CpuStorage::BF16(v[start..end].to_vec()),
-        CpuStorage::F64(v) => CpuStorage::F64(v[start..end].to_vec()),
-        _ => candle_core::bail!("frozen-matmul: unsupported dtype"),
-    })
 }

@@ -23,6 +23,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+// The allocator `hz train` runs with (hz-cli's), so both measure the same thing.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The model: Qwen2-like (q/k/v biases, tied embeddings, grouped-query attention, SiLU MLP).
 const VOCAB: usize = 16_384;
 const HIDDEN: usize = 384;

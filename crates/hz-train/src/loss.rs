@@ -1,7 +1,7 @@
 //! The policy-gradient pieces shared by GRPO and PPO: group-normalised advantages, per-token
 //! log-probabilities over masked sequences, the clipped surrogate and the KL to the reference.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use hz_llm::{Fwd, Input, Model};
 
 /// Group-normalised advantages: `(r - mean) / (std + eps)` within each group. A group whose
@@ -38,15 +38,21 @@ pub struct Scored<'a> {
     pub mask: &'a [bool],
 }
 
-/// What one scoring pass gives, all `[b, s-1]` aligned with the next-token targets.
+/// What one scoring pass gives, all `[b, n]` aligned with the next-token targets from
+/// position `start` on (`n = s - 1 - start`). Positions before the first policy token of any
+/// row carry no loss, so they are not scored: on a gym with long prompts and short replies
+/// that is most of the LM head's and the log-softmax's work. `start` depends only on the
+/// rows' masks, so every pass over the same rows lines up.
 pub struct Scores {
+    /// The first target position scored.
+    pub start: usize,
     /// Log-probability of each next token.
     pub lp: Tensor,
     /// 1 where the next token is a policy token, else 0 (model dtype).
     pub mask: Tensor,
     /// Entropy of the next-token distribution (detached); only when asked for.
     pub entropy: Option<Tensor>,
-    /// Final hidden state at each position `[b, s-1, hidden]` (what a value head reads);
+    /// Final hidden state at each scored position `[b, n, hidden]` (what a value head reads);
     /// only when asked for.
     pub hidden: Option<Tensor>,
 }
@@ -76,10 +82,14 @@ pub fn score_at(
     let inputs: Vec<Vec<u32>> = rows.iter().map(|r| r.tokens[..r.tokens.len().max(1) - 1].to_vec()).collect();
     let input = Input::right_padded(&inputs, 0);
     let s = input.len;
-    let mut targets = Vec::with_capacity(rows.len() * s);
-    let mut mask = Vec::with_capacity(rows.len() * s);
+    // The first target any row trains on; with none at all, everything (callers skip those).
+    let start =
+        rows.iter().filter_map(|r| (0..s).find(|&t| r.mask.get(t + 1).copied().unwrap_or(false))).min().unwrap_or(0);
+    let n = s - start;
+    let mut targets = Vec::with_capacity(rows.len() * n);
+    let mut mask = Vec::with_capacity(rows.len() * n);
     for r in rows {
-        for t in 0..s {
+        for t in start..s {
             targets.push(r.tokens.get(t + 1).copied().unwrap_or(0));
             mask.push(if r.mask.get(t + 1).copied().unwrap_or(false) { 1.0f32 } else { 0.0 });
         }
@@ -87,22 +97,13 @@ pub fn score_at(
     let mut cache = model.new_cache(rows.len());
     let llm = |e: hz_llm::LlmError| candle_core::Error::Msg(e.to_string());
     let h = model.forward_hidden(&input, &mut cache, fwd).map_err(llm)?;
-    let mut logits = model.logits(&h).map_err(llm)?;
-    if temperature > 0.0 && temperature != 1.0 {
-        logits = (logits / temperature)?;
-    }
-    let targets = Tensor::from_vec(targets, (rows.len(), s), &dev)?;
-    let mask = Tensor::from_vec(mask, (rows.len(), s), &dev)?.to_dtype(model.dtype())?;
-    // One log-softmax serves both the gathered log-probabilities and the entropy.
-    let all = hz_llm::ops::log_softmax_last_dim(&logits)?;
-    let lp = all.gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?.squeeze(D::Minus1)?;
-    let entropy = if entropy {
-        let a = all.detach();
-        Some((a.exp()? * &a)?.sum(D::Minus1)?.neg()?)
-    } else {
-        None
-    };
-    Ok(Scores { lp, mask, entropy, hidden: hidden.then_some(h) })
+    let h = if start > 0 { h.narrow(1, start, n)? } else { h };
+    let logits = model.logits(&h).map_err(llm)?;
+    let targets = Tensor::from_vec(targets, (rows.len(), n), &dev)?;
+    let mask = Tensor::from_vec(mask, (rows.len(), n), &dev)?.to_dtype(model.dtype())?;
+    let lp = hz_llm::ops::token_logprobs_at(&logits, &targets, temperature)?;
+    let entropy = if entropy { Some(hz_llm::ops::entropy_at(&logits, temperature)?) } else { None };
+    Ok(Scores { start, lp, mask, entropy, hidden: hidden.then_some(h) })
 }
 
 /// Mean over policy tokens of a `[b, s]` value (0 when there are none).

@@ -228,3 +228,42 @@ fn ppo_raises_rewarded_episodes_and_fits_its_values() {
     let w: Vec<f32> = head.w.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
     assert!(w.iter().any(|&x| x != 0.0));
 }
+
+/// Scoring skips the positions before the first policy token of any row, and what it keeps
+/// equals the full forward pass's log-probabilities and entropies position for position.
+#[test]
+fn scoring_starts_at_the_first_policy_token_and_matches_the_full_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = tiny(dir.path());
+    let a: Vec<u32> = (5..25).collect();
+    let b: Vec<u32> = (30..44).collect();
+    // Row a trains on tokens 12.., row b on 9..11 and 13 (two turns); padding covers b's tail.
+    let ma: Vec<bool> = (0..a.len()).map(|t| t >= 12).collect();
+    let mb: Vec<bool> = (0..b.len()).map(|t| (9..11).contains(&t) || t == 13).collect();
+    let rows = [Scored { tokens: &a, mask: &ma }, Scored { tokens: &b, mask: &mb }];
+    let sc = hz_train::loss::score_at(&model, &rows, Fwd::POLICY, 0.7, true, true).unwrap();
+    // Target t + 1 = 9 is b's first policy token, so the first scored position is 8.
+    assert_eq!(sc.start, 8);
+    let n = a.len() - 1 - sc.start;
+    assert_eq!(sc.lp.dims(), [2, n]);
+    assert_eq!(sc.hidden.as_ref().unwrap().dims()[..2], [2, n]);
+
+    let inputs = vec![a[..a.len() - 1].to_vec(), b[..b.len() - 1].to_vec()];
+    let input = hz_llm::Input::right_padded(&inputs, 0);
+    let logits = model.forward(&input, &mut model.new_cache(2), Fwd::POLICY).unwrap();
+    let s = input.len;
+    let targets: Vec<u32> = [&a, &b].iter().flat_map(|r| (0..s).map(|t| r.get(t + 1).copied().unwrap_or(0))).collect();
+    let targets = candle_core::Tensor::from_vec(targets, (2, s), &Device::Cpu).unwrap();
+    let full = hz_llm::ops::token_logprobs_at(&logits, &targets, 0.7).unwrap().narrow(1, sc.start, n).unwrap();
+    let ent = hz_llm::ops::entropy_at(&logits, 0.7).unwrap().narrow(1, sc.start, n).unwrap();
+    let diff = |x: &candle_core::Tensor, y: &candle_core::Tensor| {
+        (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    };
+    assert!(diff(&sc.lp, &full) < 1e-5, "log-probs differ by {}", diff(&sc.lp, &full));
+    assert!(diff(sc.entropy.as_ref().unwrap(), &ent) < 1e-5);
+    let mask: Vec<Vec<f32>> = sc.mask.to_vec2().unwrap();
+    let want_a: Vec<f32> = (sc.start..a.len() - 1).map(|t| if ma[t + 1] { 1.0 } else { 0.0 }).collect();
+    let want_b: Vec<f32> =
+        (sc.start..a.len() - 1).map(|t| if mb.get(t + 1).copied().unwrap_or(false) { 1.0 } else { 0.0 }).collect();
+    assert_eq!(mask, vec![want_a, want_b]);
+}

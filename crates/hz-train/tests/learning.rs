@@ -24,6 +24,10 @@ use hz_train::rollout::GymFace;
 use hz_train::run::{JsonlSink, Run, RunIdentity, TrainConfig};
 use std::path::{Path, PathBuf};
 
+// The allocator `hz train` runs with (hz-cli's).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CATEGORIES: [&str; 8] = ["billing", "technical", "account", "sales", "security", "legal", "feedback", "spam"];
 const PRIORITIES: [&str; 4] = ["low", "medium", "high", "urgent"];
 const TEAMS: [&str; 8] = ["finance", "engineering", "support", "sales", "security", "legal", "product", "none"];
@@ -119,7 +123,7 @@ const WARMUP_STEPS: usize = 45;
 const WARMUP_LR: f64 = 1.5e-2;
 /// GRPO steps: at 16 episodes a step the reward climbs slowly but steadily (lr 7e-3 was seen
 /// to collapse the format instead).
-const STEPS: u64 = 60;
+const STEPS: u64 = 80;
 
 #[test]
 fn grpo_raises_the_mean_episode_reward_on_email_triage() {
