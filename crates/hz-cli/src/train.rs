@@ -257,7 +257,8 @@ pub fn run(args: TrainArgs) -> Result<bool> {
     if let Some(ix) = index.as_mut() {
         sinks.push(ix);
     }
-    let summary = run.run(&mut sinks, None)?;
+    let stop = stop_on_signals()?;
+    let summary = run.run(&mut sinks, Some(&stop))?;
     if let Some(bar) = &progress.bar {
         bar.finish();
     }
@@ -271,6 +272,21 @@ pub fn run(args: TrainArgs) -> Result<bool> {
         None => println!("stopped after {} of {} steps; run again to resume", summary.steps_done, cfg.steps),
     }
     Ok(true)
+}
+
+/// A flag that Ctrl-C (SIGINT) or SIGTERM sets: the run finishes the step in progress, writes
+/// a checkpoint and stops, resumable. A second signal, while that step finishes, ends the
+/// process at once (exit 130); the last checkpoint on disk is still whole.
+fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // In this order: a signal that finds the flag already set exits before setting it.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, std::sync::Arc::clone(&stop))
+            .context("installing the signal handler")?;
+        signal_hook::flag::register(sig, std::sync::Arc::clone(&stop)).context("installing the signal handler")?;
+    }
+    Ok(stop)
 }
 
 fn uses_overseer(gym: &hz_gym::Gym) -> bool {

@@ -1,6 +1,7 @@
 //! `hz train` end to end on a template gym with a tiny model the test writes: a run killed
 //! with SIGKILL mid-way and resumed ends with the same adapter, byte for byte, as an
-//! uninterrupted run with the same seed; metrics land in metrics.jsonl and the SQLite index;
+//! uninterrupted run with the same seed; Ctrl-C stops after the step with a checkpoint and the
+//! run resumes; metrics land in metrics.jsonl and the SQLite index;
 //! a resume with other settings is refused, naming them.
 
 use hz_llm::tiny::{train_tokenizer, write_model, TinySpec};
@@ -100,6 +101,46 @@ fn a_killed_run_resumes_to_the_same_adapter_as_an_uninterrupted_one() {
     // Old checkpoints are pruned to the newest two.
     let kept = std::fs::read_dir(cut.join("checkpoints")).unwrap().count();
     assert_eq!(kept, 2);
+}
+
+/// Ctrl-C ends a run cleanly: the step in progress finishes, a checkpoint of it is written,
+/// the command says how far it got and exits 0, and running it again resumes to the end.
+#[test]
+fn ctrl_c_stops_after_the_step_with_a_checkpoint_and_the_run_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (tmp.path().join("model"), tmp.path().join("data"));
+    tiny_model(&model);
+    const STEPS: u64 = 12;
+    let run = tmp.path().join("run");
+    let child =
+        train(&model, &run, &data, STEPS, &["--no-index"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let mut child = child.unwrap();
+    let first = run.join("checkpoints").join("step-00000001");
+    let started = Instant::now();
+    while !first.is_dir() {
+        assert!(started.elapsed() < Duration::from_secs(600), "no first checkpoint within 10 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success(), "kill -INT failed");
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "a stopped run exits 0: {text}");
+    let done = metrics(&run).len() as u64;
+    assert!(
+        text.contains(&format!("stopped after {done} of {STEPS} steps; run again to resume")),
+        "{done} steps in metrics.jsonl: {text}"
+    );
+    assert!((1..STEPS).contains(&done), "stopped after {done} steps");
+    assert!(run.join("checkpoints").join(format!("step-{done:08}")).is_dir(), "no checkpoint of the last step");
+    assert!(!run.join("adapter").exists(), "a stopped run has no final adapter");
+
+    let text = ok(train(&model, &run, &data, STEPS, &["--no-index"]));
+    assert!(text.contains("resuming"), "{text}");
+    let steps: Vec<u64> = metrics(&run).iter().map(|m| m["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, (0..STEPS).collect::<Vec<_>>(), "every step once");
+    assert!(run.join("adapter").join("adapter_model.safetensors").is_file());
 }
 
 #[test]

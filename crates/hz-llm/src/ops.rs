@@ -1,6 +1,8 @@
-//! Operations composed from candle's basic ops so that gradients flow through them. candle's
-//! fused `softmax_last_dim`, `rms_norm` and `rope*` kernels (and `QMatMul`) have no backward
-//! pass: a model built on them trains silently wrong.
+//! The model's operations, with gradients that flow. candle's fused `softmax_last_dim`,
+//! `rms_norm` and `rope*` kernels (and `QMatMul`) have no backward pass: a model built on them
+//! trains silently wrong. Each function here takes this crate's fused CPU kernel (`fused`, with
+//! a hand-written backward) for f32 on the CPU, and otherwise the same op composed from
+//! candle's basic ops (`composed`), whose backward candle derives.
 
 use crate::fused;
 use candle_core::quantized::QTensor;
