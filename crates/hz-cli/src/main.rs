@@ -68,15 +68,30 @@ pub struct RuntimeArgs {
     /// again after a restart (they are always cached in memory).
     #[arg(long, env = "HZ_OVERSEER_CACHE", value_name = "PATH")]
     overseer_cache: Option<std::path::PathBuf>,
+    /// Overall limit for one overseer request, in milliseconds (default 30000).
+    #[arg(long, env = "HZ_OVERSEER_TIMEOUT_MS", value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    overseer_timeout_ms: Option<u64>,
+    /// Requests per judgement, the first included; transport errors, 429 and 5xx are retried
+    /// with backoff (default 4).
+    #[arg(long, env = "HZ_OVERSEER_ATTEMPTS", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    overseer_attempts: Option<u32>,
 }
 
 impl RuntimeArgs {
     pub fn config(&self) -> RuntimeConfig {
         let overseer = self.overseer_url.as_ref().map(|url| {
-            let cfg = OverseerConfig {
+            let mut cfg = OverseerConfig {
                 key_name: self.overseer_key_name.clone(),
                 ..OverseerConfig::new(url.clone(), self.overseer_model.clone())
             };
+            if let Some(ms) = self.overseer_timeout_ms {
+                cfg.timeout_ms = ms;
+            }
+            if let Some(n) = self.overseer_attempts {
+                cfg.max_attempts = n;
+            }
             let key = key::resolve_api_key(&cfg);
             let cached = CachedProvider::new(OpenAiCompatible::new(cfg, key));
             let cached = match &self.overseer_cache {
