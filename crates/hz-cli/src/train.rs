@@ -14,6 +14,8 @@ use hz_train::run::{Algo, JsonlSink, MetricsSink, Run, RunIdentity, TrainConfig}
 use hz_train::TrainError;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -277,14 +279,14 @@ pub fn run(args: TrainArgs) -> Result<bool> {
 /// A flag that Ctrl-C (SIGINT) or SIGTERM sets: the run finishes the step in progress, writes
 /// a checkpoint and stops, resumable. A second signal, while that step finishes, ends the
 /// process at once (exit 130); the last checkpoint on disk is still whole.
-fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
         // In this order: a signal that finds the flag already set exits before setting it.
-        signal_hook::flag::register_conditional_shutdown(sig, 130, std::sync::Arc::clone(&stop))
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
             .context("installing the signal handler")?;
-        signal_hook::flag::register(sig, std::sync::Arc::clone(&stop)).context("installing the signal handler")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing the signal handler")?;
     }
     Ok(stop)
 }

@@ -44,10 +44,11 @@ impl Out {
 }
 
 /// Fills `out` (`items × width` values) by calling `f(item, part)` for every item, spread
-/// over candle's CPU thread pool.
-fn par(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+/// over candle's CPU thread pool; `cost` is how many input values one item reads, which is
+/// what decides whether the pool is worth waking.
+fn par(out: &mut [f32], width: usize, cost: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     let items = out.len().checked_div(width).unwrap_or(0);
-    if out.len() < SERIAL {
+    if items.saturating_mul(cost) < SERIAL {
         for (i, part) in out.chunks_exact_mut(width.max(1)).enumerate().take(items) {
             f(i, part);
         }
@@ -66,8 +67,8 @@ fn par(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
 /// Elementwise ops run over chunks of this many values.
 const CHUNK: usize = 4096;
 
-/// Below this many output values the work is done on the calling thread: waking the pool
-/// costs more than it saves (token-by-token generation is all such small ops).
+/// Below this many values read the work is done on the calling thread: waking the pool costs
+/// more than it saves (token-by-token generation is all such small ops).
 const SERIAL: usize = 16 * 1024;
 
 /// `f(range)` over `0..n` in chunks, on the pool; `f` writes only its own range.
@@ -85,6 +86,22 @@ fn par_elems(n: usize, f: impl Fn(Range<usize>) + Sync) {
 
 fn max(x: &[f32]) -> f32 {
     x.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// `f(row index, row)` for every row of the last dimension, one value each: the result has
+/// the input's shape without its last dimension.
+fn reduce_rows(
+    s: &CpuStorage,
+    l: &Layout,
+    op: &str,
+    f: impl Fn(usize, &[f32]) -> f32 + Sync,
+) -> Result<(CpuStorage, Shape)> {
+    let x = f32s(s, l, op)?;
+    let v = last_dim(l, op)?;
+    let mut out = vec![0f32; x.len() / v];
+    par(&mut out, 1, v, |r, o| o[0] = f(r, &x[r * v..(r + 1) * v]));
+    let dims = l.dims();
+    Ok((CpuStorage::F32(out), Shape::from(&dims[..dims.len() - 1])))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -115,20 +132,14 @@ impl CustomOp1 for TokenLogprobs {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32s(s, l, self.name())?;
         let v = last_dim(l, self.name())?;
-        let rows = x.len() / v;
-        self.check(rows, v)?;
+        self.check(l.shape().elem_count() / v, v)?;
         let k = self.inv_t;
-        let mut out = vec![0f32; rows];
-        par(&mut out, 1, |r, o| {
-            let x = &x[r * v..(r + 1) * v];
+        reduce_rows(s, l, self.name(), |r, x| {
             let m = max(x) * k;
             let sum: f32 = x.iter().map(|&xi| (xi * k - m).exp()).sum();
-            o[0] = x[self.targets[r] as usize] * k - m - sum.ln();
-        });
-        let dims = l.dims();
-        Ok((CpuStorage::F32(out), Shape::from(&dims[..dims.len() - 1])))
+            x[self.targets[r] as usize] * k - m - sum.ln()
+        })
     }
 
     fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -168,7 +179,7 @@ impl CustomOp3 for TokenLogprobsBwd {
         }
         let k = self.inv_t;
         let mut out = vec![0f32; x.len()];
-        par(&mut out, v, |r, o| {
+        par(&mut out, v, v, |r, o| {
             let x = &x[r * v..(r + 1) * v];
             let t = self.targets[r] as usize;
             let lse = x[t] * k - lp[r];
@@ -193,13 +204,8 @@ impl CustomOp1 for Entropy {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32s(s, l, self.name())?;
-        let v = last_dim(l, self.name())?;
-        let rows = x.len() / v;
         let k = self.inv_t;
-        let mut out = vec![0f32; rows];
-        par(&mut out, 1, |r, o| {
-            let x = &x[r * v..(r + 1) * v];
+        reduce_rows(s, l, self.name(), |_, x| {
             let m = max(x) * k;
             // H = log Σe^z - Σ p z with z = x/T - max (shift-invariant, so exact).
             let (mut sum, mut ez) = (0f32, 0f32);
@@ -209,10 +215,8 @@ impl CustomOp1 for Entropy {
                 sum += e;
                 ez += e * z;
             }
-            o[0] = sum.ln() - ez / sum;
-        });
-        let dims = l.dims();
-        Ok((CpuStorage::F32(out), Shape::from(&dims[..dims.len() - 1])))
+            sum.ln() - ez / sum
+        })
     }
 }
 
@@ -240,7 +244,7 @@ impl CustomOp2 for RmsNorm {
         }
         let w: Vec<f32> = w.iter().map(|&wi| wi + self.offset).collect();
         let mut out = vec![0f32; x.len()];
-        par(&mut out, d, |r, o| {
+        par(&mut out, d, d, |r, o| {
             let x = &x[r * d..(r + 1) * d];
             let ms = x.iter().map(|&xi| xi * xi).sum::<f32>() / d as f32;
             let inv = 1.0 / (ms + self.eps).sqrt();
@@ -286,7 +290,7 @@ impl CustomOp3 for RmsNormBwd {
         }
         let w: Vec<f32> = w.iter().map(|&wi| wi + self.offset).collect();
         let mut out = vec![0f32; x.len()];
-        par(&mut out, d, |r, o| {
+        par(&mut out, d, d, |r, o| {
             let x = &x[r * d..(r + 1) * d];
             let g = &g[r * d..(r + 1) * d];
             let ms = x.iter().map(|&xi| xi * xi).sum::<f32>() / d as f32;
@@ -324,7 +328,7 @@ impl CustomOp2 for MaskedSoftmax {
         }
         let k = self.scale;
         let mut out = vec![0f32; x.len()];
-        par(&mut out, t, |r, o| {
+        par(&mut out, t, t, |r, o| {
             let (bi, si) = (r / (h * s), r % s);
             let x = &x[r * t..(r + 1) * t];
             let m = &m[(bi * s + si) * t..(bi * s + si + 1) * t];
@@ -370,7 +374,7 @@ impl CustomOp2 for SoftmaxBwd {
             bail!("{}: shapes {:?} {:?}", self.name(), l1.dims(), l2.dims());
         }
         let mut out = vec![0f32; y.len()];
-        par(&mut out, t, |r, o| {
+        par(&mut out, t, t, |r, o| {
             let y = &y[r * t..(r + 1) * t];
             let g = &g[r * t..(r + 1) * t];
             let dot: f32 = y.iter().zip(g).map(|(&a, &b)| a * b).sum();
@@ -417,7 +421,7 @@ impl CustomOp3 for Rope {
         }
         let sign = if self.inverse { -1.0f32 } else { 1.0 };
         let mut out = vec![0f32; x.len()];
-        par(&mut out, d, |r, o| {
+        par(&mut out, d, d, |r, o| {
             let (bi, si) = (r / (h * s), r % s);
             let x = &x[r * d..(r + 1) * d];
             let c = &cos[(bi * s + si) * half..(bi * s + si + 1) * half];

@@ -178,8 +178,3 @@ pub fn sample(logits: &[f32], s: &Sampling, rng: &mut ChaCha8Rng) -> u32 {
     }
     probs.last().map_or_else(argmax, |p| p.0 as u32)
 }
-
-/// Entropy of the softmax of `logits` along the last dimension (nats), as a tensor.
-pub fn entropy(logits: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
-    crate::ops::entropy_at(logits, 1.0)
-}

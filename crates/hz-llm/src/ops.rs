@@ -26,16 +26,6 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, offset: f64) -> candle_core::R
     composed::rms_norm(x, w, eps, offset)
 }
 
-/// Softmax over the last dimension; the max is detached (it cancels out of the gradient).
-pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
-    composed::softmax_last_dim(x)
-}
-
-/// Log-softmax over the last dimension.
-pub fn log_softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
-    composed::log_softmax_last_dim(x)
-}
-
 /// Attention probabilities `softmax(scores · scale + mask)`, `scores: [b, h, s, t]`,
 /// `mask: [b, 1, s, t]` (additive, a constant).
 pub fn attention_probs(scores: &Tensor, mask: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
