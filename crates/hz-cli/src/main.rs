@@ -1,10 +1,11 @@
 //! `hz`: the 440hz command line. A thin layer over the library crates: parse arguments,
 //! call a library, print the result.
 
-// The runtime allocates many small, short-lived values per step; mimalloc handles that
-// pattern markedly faster than glibc's allocator.
+// The runtime allocates many small, short-lived values per step (mimalloc is markedly
+// faster than glibc's allocator at that) and training reuses large tensor buffers
+// (hz-alloc keeps them instead of faulting fresh pages in each step).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: hz_alloc::HzAlloc = hz_alloc::HzAlloc::new();
 
 mod bench;
 mod gym;

@@ -7,6 +7,7 @@ pub mod fused;
 pub mod generate;
 pub mod gguf;
 pub mod load;
+pub mod matmul;
 pub mod model;
 pub mod ops;
 pub mod tiny;

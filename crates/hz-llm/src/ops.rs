@@ -5,6 +5,7 @@
 //! candle's basic ops (`composed`), whose backward candle derives.
 
 use crate::fused;
+use crate::matmul::{self, View};
 use candle_core::quantized::QTensor;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, D};
 use std::sync::Arc;
@@ -171,11 +172,25 @@ impl BaseWeight {
     pub fn matmul_t(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if !x.track_op() {
             return match self {
+                BaseWeight::Dense(w) if pooled(x, w) => x.contiguous()?.apply_op1_no_bwd(&FrozenMatmul(self.clone())),
                 BaseWeight::Dense(w) => x.broadcast_matmul(&w.t()?),
                 BaseWeight::Quant(q) => x.apply_op1_no_bwd(q.as_ref()),
             };
         }
         x.contiguous()?.apply_op1(FrozenMatmul(self.clone()))
+    }
+}
+
+/// Whether `x · Wᵀ` and its backward go through `matmul` (f32 on the CPU, weight contiguous).
+fn pooled(x: &Tensor, w: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32 && w.is_contiguous()
+}
+
+/// The f32 values of a CPU storage.
+fn cpu_f32s<'a>(s: &'a CpuStorage, op: &str) -> candle_core::Result<&'a [f32]> {
+    match s {
+        CpuStorage::F32(v) => Ok(v),
+        other => candle_core::bail!("{op}: f32 only, got {:?}", candle_core::backend::BackendStorage::dtype(other)),
     }
 }
 
@@ -214,13 +229,23 @@ impl CustomOp1 for FrozenMatmul {
                 if wk != k {
                     candle_core::bail!("frozen-matmul: input width {k}, weight {:?}", w.dims());
                 }
-                let Some((start, _)) = layout.contiguous_offsets() else {
+                let Some((start, end)) = layout.contiguous_offsets() else {
                     candle_core::bail!("frozen-matmul: input is not contiguous")
                 };
-                let lhs = Layout::contiguous_with_offset((m, k), start);
-                let out = storage.matmul(ws, (1, m, n, k), &lhs, &wl.transpose(0, 1)?)?;
                 let mut shape = rest.to_vec();
                 shape.push(n);
+                let out = match (storage, wl.contiguous_offsets()) {
+                    (CpuStorage::F32(x), Some((w0, w1))) => {
+                        let x = View { data: &x[start..end], rs: k, cs: 1 };
+                        // Column j of Wᵀ is row j of W.
+                        let wt = View { data: &cpu_f32s(ws, "frozen-matmul")?[w0..w1], rs: 1, cs: k };
+                        CpuStorage::F32(matmul::matmul(m, n, k, x, wt)?)
+                    }
+                    _ => {
+                        let lhs = Layout::contiguous_with_offset((m, k), start);
+                        storage.matmul(ws, (1, m, n, k), &lhs, &wl.transpose(0, 1)?)?
+                    }
+                };
                 Ok((out, Shape::from(shape)))
             }
         }
@@ -252,6 +277,34 @@ impl CustomOp1 for FrozenMatmul {
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
         // y = x W^T, so dx = dy W (W dequantized on the fly for a quantized base).
+        if let BaseWeight::Dense(w) = &self.0 {
+            if pooled(grad_res, w) {
+                let dy = grad_res.contiguous()?;
+                let (n, k) = w.dims2()?;
+                let dims = dy.dims();
+                let Some((&dn, rest)) = dims.split_last() else { candle_core::bail!("frozen-matmul: scalar gradient") };
+                if dn != n {
+                    candle_core::bail!("frozen-matmul: gradient width {dn}, weight {:?}", w.dims());
+                }
+                let m: usize = rest.iter().product();
+                let mut shape = rest.to_vec();
+                shape.push(k);
+                let dx = {
+                    let (gs, gl) = dy.storage_and_layout();
+                    let (ws, wl) = w.storage_and_layout();
+                    let (candle_core::Storage::Cpu(gs), candle_core::Storage::Cpu(ws)) = (&*gs, &*ws) else {
+                        candle_core::bail!("frozen-matmul: gradient or weight left the CPU")
+                    };
+                    let (Some((g0, g1)), Some((w0, w1))) = (gl.contiguous_offsets(), wl.contiguous_offsets()) else {
+                        candle_core::bail!("frozen-matmul: gradient or weight is not contiguous")
+                    };
+                    let g = View { data: &cpu_f32s(gs, "frozen-matmul")?[g0..g1], rs: n, cs: 1 };
+                    let wv = View { data: &cpu_f32s(ws, "frozen-matmul")?[w0..w1], rs: k, cs: 1 };
+                    matmul::matmul(m, k, n, g, wv)?
+                };
+                return Ok(Some(Tensor::from_vec(dx, shape, grad_res.device())?));
+            }
+        }
         let w = self.0.dequantize(grad_res.device())?.to_dtype(grad_res.dtype())?;
         Ok(Some(grad_res.broadcast_matmul(&w)?))
     }

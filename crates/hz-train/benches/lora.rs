@@ -25,7 +25,7 @@ use std::time::Instant;
 
 // The allocator `hz train` runs with (hz-cli's), so both measure the same thing.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: hz_alloc::HzAlloc = hz_alloc::HzAlloc::new();
 
 /// The model: Qwen2-like (q/k/v biases, tied embeddings, grouped-query attention, SiLU MLP).
 const VOCAB: usize = 16_384;

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 // The allocator `hz train` runs with (hz-cli's).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: hz_alloc::HzAlloc = hz_alloc::HzAlloc::new();
 
 const CATEGORIES: [&str; 8] = ["billing", "technical", "account", "sales", "security", "legal", "feedback", "spam"];
 const PRIORITIES: [&str; 4] = ["low", "medium", "high", "urgent"];

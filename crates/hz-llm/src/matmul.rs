@@ -1,0 +1,209 @@
+//! CPU f32 matrix products against the frozen base weights, spread over candle's barrier pool.
+//!
+//! candle's own CPU matmul hands every product to gemm's rayon parallelism while candle's
+//! barrier-pool workers, which run every elementwise op, spin for a while after each one:
+//! on a machine with few cores the two pools fight over them. Here each pool thread runs
+//! gemm single-threaded on its own block of the output, so one set of threads does all the
+//! work. Products with only a few rows (generation: one new token per sequence) skip gemm,
+//! whose packing of the whole weight on every call costs as much as the arithmetic, for
+//! dot products straight off the weight rows.
+
+use candle_core::{bail, Result};
+
+/// A matrix view: element `(r, c)` is `data[r * rs + c * cs]`.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl View<'_> {
+    fn check(&self, rows: usize, cols: usize, what: &str) -> Result<()> {
+        if rows == 0 || cols == 0 {
+            return Ok(());
+        }
+        let last = (rows - 1)
+            .checked_mul(self.rs)
+            .and_then(|a| (cols - 1).checked_mul(self.cs).and_then(|b| a.checked_add(b)));
+        match last {
+            Some(i) if i < self.data.len() => Ok(()),
+            _ => bail!(
+                "matmul: {what} of {rows}x{cols} with strides ({}, {}) needs more than its {} values",
+                self.rs,
+                self.cs,
+                self.data.len()
+            ),
+        }
+    }
+}
+
+/// Below this many multiply-adds a product runs on the calling thread.
+const SERIAL_FLOPS: usize = 1 << 18;
+
+/// Products with at most this many rows use the dot-product kernel when the right-hand side's
+/// columns are contiguous (a weight used as `x · Wᵀ`).
+const SKINNY_ROWS: usize = 8;
+
+/// The output buffer the pool threads fill in disjoint blocks.
+struct Dst(*mut f32);
+
+// SAFETY: every thread writes only its own block of rows or columns (see `matmul`), and the
+// buffer outlives the pool call.
+unsafe impl Sync for Dst {}
+
+impl Dst {
+    /// Through a method, so closures capture the `Sync` wrapper rather than the raw pointer.
+    fn at(&self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
+/// `lhs (m × k) · rhs (k × n)` as a fresh row-major `m × n` buffer.
+pub fn matmul(m: usize, n: usize, k: usize, lhs: View, rhs: View) -> Result<Vec<f32>> {
+    lhs.check(m, k, "left side")?;
+    rhs.check(k, n, "right side")?;
+    let len = m.checked_mul(n).ok_or_else(|| candle_core::Error::Msg(format!("matmul: {m}x{n} output")))?;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    if len == 0 {
+        return Ok(out);
+    }
+    if k == 0 {
+        out.resize(len, 0.0);
+        return Ok(out);
+    }
+    let dst = Dst(out.as_mut_ptr());
+    let flops = len.saturating_mul(k);
+    let pool = candle_core::utils::barrier_pool();
+    let threads = pool.n_workers() + 1;
+    if m <= SKINNY_ROWS && lhs.cs == 1 && rhs.rs == 1 {
+        let cols = |c: std::ops::Range<usize>| skinny(m, n, k, lhs, rhs, &dst, c);
+        if flops < SERIAL_FLOPS || threads == 1 {
+            cols(0..n);
+        } else {
+            const UNIT: usize = 64;
+            pool.execute_chunked(n.div_ceil(UNIT), |units| cols(units.start * UNIT..(units.end * UNIT).min(n)));
+        }
+    } else {
+        // SAFETY (both closures): each call writes rows `r` × columns `c` of the output only,
+        // and the blocks of different calls do not overlap.
+        let block = |r: std::ops::Range<usize>, c: std::ops::Range<usize>| unsafe {
+            gemm::gemm(
+                r.len(),
+                c.len(),
+                k,
+                dst.at(r.start * n + c.start),
+                1,
+                n as isize,
+                false,
+                lhs.data.as_ptr().add(r.start * lhs.rs),
+                lhs.cs as isize,
+                lhs.rs as isize,
+                rhs.data.as_ptr().add(c.start * rhs.cs),
+                rhs.cs as isize,
+                rhs.rs as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        };
+        if flops < SERIAL_FLOPS || threads == 1 {
+            block(0..m, 0..n);
+        } else if n >= m {
+            // One contiguous share of the columns per thread: each packs only its own part of
+            // rhs (a share of the LM head, say) and all of the smaller lhs.
+            let share = n.div_ceil(threads).next_multiple_of(16);
+            pool.execute_chunked(threads, |ts| {
+                for t in ts {
+                    let c = (t * share).min(n)..((t + 1) * share).min(n);
+                    if !c.is_empty() {
+                        block(0..m, c);
+                    }
+                }
+            });
+        } else {
+            let share = m.div_ceil(threads).next_multiple_of(8);
+            pool.execute_chunked(threads, |ts| {
+                for t in ts {
+                    let r = (t * share).min(m)..((t + 1) * share).min(m);
+                    if !r.is_empty() {
+                        block(r, 0..n);
+                    }
+                }
+            });
+        }
+    }
+    // SAFETY: the kernels above wrote every one of the `len` values.
+    unsafe { out.set_len(len) };
+    Ok(out)
+}
+
+/// Columns `c` of a product with few rows: one dot product per output value, each weight row
+/// read once for all rows of `lhs`. The caller has checked `lhs.cs == 1`, `rhs.rs == 1` and
+/// the bounds, and gives no two threads the same columns.
+fn skinny(m: usize, n: usize, k: usize, lhs: View, rhs: View, dst: &Dst, c: std::ops::Range<usize>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { skinny_avx512(m, n, k, lhs, rhs, dst, c) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { skinny_avx2(m, n, k, lhs, rhs, dst, c) };
+        }
+    }
+    skinny_body::<false>(m, n, k, lhs, rhs, dst, c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+fn skinny_avx512(m: usize, n: usize, k: usize, lhs: View, rhs: View, dst: &Dst, c: std::ops::Range<usize>) {
+    skinny_body::<true>(m, n, k, lhs, rhs, dst, c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn skinny_avx2(m: usize, n: usize, k: usize, lhs: View, rhs: View, dst: &Dst, c: std::ops::Range<usize>) {
+    skinny_body::<true>(m, n, k, lhs, rhs, dst, c)
+}
+
+#[inline(always)]
+fn skinny_body<const FMA: bool>(
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: View,
+    rhs: View,
+    dst: &Dst,
+    c: std::ops::Range<usize>,
+) {
+    for j in c {
+        let w = &rhs.data[j * rhs.cs..][..k];
+        for i in 0..m {
+            let x = &lhs.data[i * lhs.rs..][..k];
+            // SAFETY: (i, j) is inside the m × n buffer and only this thread has column j.
+            unsafe { *dst.at(i * n + j) = dot::<FMA>(x, w) };
+        }
+    }
+}
+
+/// Sixteen independent partial sums, so the compiler can keep them in vector registers
+/// without reordering any single sum.
+#[inline(always)]
+fn dot<const FMA: bool>(x: &[f32], w: &[f32]) -> f32 {
+    const L: usize = 16;
+    let mut acc = [0f32; L];
+    let xc = x.chunks_exact(L);
+    let wc = w.chunks_exact(L);
+    let tail: f32 = xc.remainder().iter().zip(wc.remainder()).map(|(a, b)| a * b).sum();
+    for (a, b) in xc.zip(wc) {
+        for l in 0..L {
+            acc[l] = if FMA { a[l].mul_add(b[l], acc[l]) } else { acc[l] + a[l] * b[l] };
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
