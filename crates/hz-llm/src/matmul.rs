@@ -65,132 +65,156 @@ pub fn matmul(m: usize, n: usize, k: usize, lhs: View, rhs: View) -> Result<Vec<
     rhs.check(k, n, "right side")?;
     let len = m.checked_mul(n).ok_or_else(|| candle_core::Error::Msg(format!("matmul: {m}x{n} output")))?;
     let mut out: Vec<f32> = Vec::with_capacity(len);
-    if len == 0 {
-        return Ok(out);
-    }
     if k == 0 {
         out.resize(len, 0.0);
         return Ok(out);
     }
-    let dst = Dst(out.as_mut_ptr());
-    let flops = len.saturating_mul(k);
+    product(m, n, k, lhs, rhs, &Dst(out.as_mut_ptr()), false);
+    // SAFETY: `product` without accumulation wrote every one of the `len` values.
+    unsafe { out.set_len(len) };
+    Ok(out)
+}
+
+/// `out += lhs (m × k) · rhs (k × n)`, `out` row-major `m × n`.
+pub fn matmul_add(out: &mut [f32], m: usize, n: usize, k: usize, lhs: View, rhs: View) -> Result<()> {
+    lhs.check(m, k, "left side")?;
+    rhs.check(k, n, "right side")?;
+    if m.checked_mul(n) != Some(out.len()) {
+        bail!("matmul: output of {} values for {m}x{n}", out.len());
+    }
+    if k > 0 {
+        product(m, n, k, lhs, rhs, &Dst(out.as_mut_ptr()), true);
+    }
+    Ok(())
+}
+
+/// The product into `dst` (`m × n`, row-major, bounds checked by the caller), adding to what
+/// is there when `acc`, else overwriting it.
+fn product(m: usize, n: usize, k: usize, lhs: View, rhs: View, dst: &Dst, acc: bool) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let flops = m.saturating_mul(n).saturating_mul(k);
     let pool = candle_core::utils::barrier_pool();
     let threads = pool.n_workers() + 1;
     if m <= SKINNY_ROWS && lhs.cs == 1 && rhs.rs == 1 {
-        let cols = |c: std::ops::Range<usize>| skinny(m, n, k, lhs, rhs, &dst, c);
+        let cols = |c: std::ops::Range<usize>| skinny(Skinny { m, n, k, lhs, rhs, acc }, dst, c);
         if flops < SERIAL_FLOPS || threads == 1 {
             cols(0..n);
         } else {
             const UNIT: usize = 64;
             pool.execute_chunked(n.div_ceil(UNIT), |units| cols(units.start * UNIT..(units.end * UNIT).min(n)));
         }
-    } else {
-        // SAFETY (both closures): each call writes rows `r` × columns `c` of the output only,
-        // and the blocks of different calls do not overlap.
-        let block = |r: std::ops::Range<usize>, c: std::ops::Range<usize>| unsafe {
-            gemm::gemm(
-                r.len(),
-                c.len(),
-                k,
-                dst.at(r.start * n + c.start),
-                1,
-                n as isize,
-                false,
-                lhs.data.as_ptr().add(r.start * lhs.rs),
-                lhs.cs as isize,
-                lhs.rs as isize,
-                rhs.data.as_ptr().add(c.start * rhs.cs),
-                rhs.cs as isize,
-                rhs.rs as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            )
-        };
-        if flops < SERIAL_FLOPS || threads == 1 {
-            block(0..m, 0..n);
-        } else if n >= m {
-            // One contiguous share of the columns per thread: each packs only its own part of
-            // rhs (a share of the LM head, say) and all of the smaller lhs.
-            let share = n.div_ceil(threads).next_multiple_of(16);
-            pool.execute_chunked(threads, |ts| {
-                for t in ts {
-                    let c = (t * share).min(n)..((t + 1) * share).min(n);
-                    if !c.is_empty() {
-                        block(0..m, c);
-                    }
-                }
-            });
-        } else {
-            let share = m.div_ceil(threads).next_multiple_of(8);
-            pool.execute_chunked(threads, |ts| {
-                for t in ts {
-                    let r = (t * share).min(m)..((t + 1) * share).min(m);
-                    if !r.is_empty() {
-                        block(r, 0..n);
-                    }
-                }
-            });
-        }
+        return;
     }
-    // SAFETY: the kernels above wrote every one of the `len` values.
-    unsafe { out.set_len(len) };
-    Ok(out)
+    // SAFETY (all uses): each call writes rows `r` × columns `c` of the output only, and the
+    // blocks of different calls do not overlap.
+    let block = |r: std::ops::Range<usize>, c: std::ops::Range<usize>| unsafe {
+        gemm::gemm(
+            r.len(),
+            c.len(),
+            k,
+            dst.at(r.start * n + c.start),
+            1,
+            n as isize,
+            acc,
+            lhs.data.as_ptr().add(r.start * lhs.rs),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr().add(c.start * rhs.cs),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            if acc { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    };
+    if flops < SERIAL_FLOPS || threads == 1 {
+        block(0..m, 0..n);
+    } else if n >= m {
+        // One contiguous share of the columns per thread: each packs only its own part of
+        // rhs (a share of the LM head, say) and all of the smaller lhs.
+        let share = n.div_ceil(threads).next_multiple_of(16);
+        pool.execute_chunked(threads, |ts| {
+            for t in ts {
+                let c = (t * share).min(n)..((t + 1) * share).min(n);
+                if !c.is_empty() {
+                    block(0..m, c);
+                }
+            }
+        });
+    } else {
+        let share = m.div_ceil(threads).next_multiple_of(8);
+        pool.execute_chunked(threads, |ts| {
+            for t in ts {
+                let r = (t * share).min(m)..((t + 1) * share).min(m);
+                if !r.is_empty() {
+                    block(r, 0..n);
+                }
+            }
+        });
+    }
+}
+
+/// A few-row product (see `skinny`).
+#[derive(Clone, Copy)]
+struct Skinny<'a> {
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: View<'a>,
+    rhs: View<'a>,
+    acc: bool,
 }
 
 /// Columns `c` of a product with few rows: one dot product per output value, each weight row
 /// read once for all rows of `lhs`. The caller has checked `lhs.cs == 1`, `rhs.rs == 1` and
 /// the bounds, and gives no two threads the same columns.
-fn skinny(m: usize, n: usize, k: usize, lhs: View, rhs: View, dst: &Dst, c: std::ops::Range<usize>) {
+fn skinny(p: Skinny, dst: &Dst, c: std::ops::Range<usize>) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { skinny_avx512(m, n, k, lhs, rhs, dst, c) };
+            return unsafe { skinny_avx512(p, dst, c) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: as above.
-            return unsafe { skinny_avx2(m, n, k, lhs, rhs, dst, c) };
+            return unsafe { skinny_avx2(p, dst, c) };
         }
     }
-    skinny_body::<false>(m, n, k, lhs, rhs, dst, c)
+    skinny_body::<false>(p, dst, c)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-fn skinny_avx512(m: usize, n: usize, k: usize, lhs: View, rhs: View, dst: &Dst, c: std::ops::Range<usize>) {
-    skinny_body::<true>(m, n, k, lhs, rhs, dst, c)
+fn skinny_avx512(p: Skinny, dst: &Dst, c: std::ops::Range<usize>) {
+    skinny_body::<true>(p, dst, c)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn skinny_avx2(m: usize, n: usize, k: usize, lhs: View, rhs: View, dst: &Dst, c: std::ops::Range<usize>) {
-    skinny_body::<true>(m, n, k, lhs, rhs, dst, c)
+fn skinny_avx2(p: Skinny, dst: &Dst, c: std::ops::Range<usize>) {
+    skinny_body::<true>(p, dst, c)
 }
 
 #[inline(always)]
-fn skinny_body<const FMA: bool>(
-    m: usize,
-    n: usize,
-    k: usize,
-    lhs: View,
-    rhs: View,
-    dst: &Dst,
-    c: std::ops::Range<usize>,
-) {
+fn skinny_body<const FMA: bool>(p: Skinny, dst: &Dst, c: std::ops::Range<usize>) {
     for j in c {
-        let w = &rhs.data[j * rhs.cs..][..k];
-        for i in 0..m {
-            let x = &lhs.data[i * lhs.rs..][..k];
+        let w = &p.rhs.data[j * p.rhs.cs..][..p.k];
+        for i in 0..p.m {
+            let x = &p.lhs.data[i * p.lhs.rs..][..p.k];
+            let d = dot::<FMA>(x, w);
             // SAFETY: (i, j) is inside the m × n buffer and only this thread has column j.
-            unsafe { *dst.at(i * n + j) = dot::<FMA>(x, w) };
+            unsafe {
+                let o = dst.at(i * p.n + j);
+                *o = if p.acc { *o + d } else { d };
+            }
         }
     }
 }
-
 /// Sixteen independent partial sums, so the compiler can keep them in vector registers
 /// without reordering any single sum.
 #[inline(always)]

@@ -49,17 +49,25 @@ impl Fwd {
 
 impl Linear {
     fn forward(&self, x: &Tensor, fwd: Fwd, rng: &Mutex<ChaCha8Rng>) -> candle_core::Result<Tensor> {
-        let mut y = self.weight.matmul_t(x)?;
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(b)?;
+        match (&self.lora, fwd.adapter) {
+            (Some(l), true) if !(fwd.train && l.dropout > 0.0) => {
+                self.weight.lora_matmul_t(x, self.bias.as_ref(), l.a.as_tensor(), l.b.as_tensor(), l.scale)
+            }
+            (lora, adapter) => {
+                let mut y = self.weight.matmul_t(x)?;
+                if let Some(b) = &self.bias {
+                    y = y.broadcast_add(b)?;
+                }
+                if let (Some(l), true) = (lora, adapter) {
+                    // Dropout sits on the adapter's input only, so the base and the adapter
+                    // see different inputs: composed ops.
+                    let x = dropout(x, l.dropout, rng)?;
+                    let low = (x.broadcast_matmul(&l.a.as_tensor().t()?)? * l.scale)?;
+                    y = (y + low.broadcast_matmul(&l.b.as_tensor().t()?)?)?;
+                }
+                Ok(y)
+            }
         }
-        if let (Some(l), true) = (&self.lora, fwd.adapter) {
-            let x = if fwd.train && l.dropout > 0.0 { dropout(x, l.dropout, rng)? } else { x.clone() };
-            // The scale goes on the rank-r intermediate, r/out of the work of scaling the output.
-            let low = (x.broadcast_matmul(&l.a.as_tensor().t()?)? * l.scale)?;
-            y = (y + low.broadcast_matmul(&l.b.as_tensor().t()?)?)?;
-        }
-        Ok(y)
     }
 }
 

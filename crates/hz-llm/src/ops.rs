@@ -194,6 +194,168 @@ fn cpu_f32s<'a>(s: &'a CpuStorage, op: &str) -> candle_core::Result<&'a [f32]> {
     }
 }
 
+/// The contiguous f32 values a CPU storage and layout describe.
+fn storage_f32s<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("{op}: tensor is not contiguous") };
+    Ok(&cpu_f32s(s, op)?[a..b])
+}
+
+/// The same for a tensor's storage, which must be on the CPU.
+fn tensor_f32s<'a>(s: &'a candle_core::Storage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+    let candle_core::Storage::Cpu(s) = s else { candle_core::bail!("{op}: tensor is not on the CPU") };
+    storage_f32s(s, l, op)
+}
+
+/// `(rows, width)` of a tensor read as a matrix over its last dimension.
+fn rows_width(dims: &[usize], op: &str) -> candle_core::Result<(usize, usize)> {
+    match dims.split_last() {
+        Some((&w, rest)) => Ok((rest.iter().product(), w)),
+        None => candle_core::bail!("{op}: scalar input"),
+    }
+}
+
+impl BaseWeight {
+    /// A LoRA-adapted projection, `x Wᵀ (+ bias) + scale · (x Aᵀ) Bᵀ`, with gradients for `x`,
+    /// `A` and `B`. On the CPU in f32 over a dense base it is one op with a hand-written
+    /// backward: composed it is five graph nodes, and candle zero-fills and sums a gradient
+    /// buffer for each of them.
+    pub fn lora_matmul_t(
+        &self,
+        x: &Tensor,
+        bias: Option<&Tensor>,
+        a: &Tensor,
+        b: &Tensor,
+        scale: f64,
+    ) -> candle_core::Result<Tensor> {
+        if let BaseWeight::Dense(w) = self {
+            let consts_ok = bias.is_none_or(|t| pooled(x, t) && !t.track_op());
+            if pooled(x, w) && pooled(x, a) && pooled(x, b) && consts_ok {
+                let op =
+                    LoraMatmul { w: w.clone(), bias: bias.map(|t| t.contiguous()).transpose()?, scale: scale as f32 };
+                return x.contiguous()?.apply_op3(&a.contiguous()?, &b.contiguous()?, op);
+            }
+        }
+        let mut y = self.matmul_t(x)?;
+        if let Some(bias) = bias {
+            y = y.broadcast_add(bias)?;
+        }
+        // The scale goes on the rank-r intermediate, r/out of the work of scaling the output.
+        let low = (x.broadcast_matmul(&a.t()?)? * scale)?;
+        y + low.broadcast_matmul(&b.t()?)?
+    }
+}
+
+/// `x Wᵀ + bias + scale · (x Aᵀ) Bᵀ` over (x, A, B), for `lora_matmul_t`.
+struct LoraMatmul {
+    w: Tensor,
+    bias: Option<Tensor>,
+    scale: f32,
+}
+
+impl LoraMatmul {
+    /// `(m, n, k, r)`: rows, outputs, inputs, rank, checked against the weight and A, B dims.
+    fn dims(&self, x: &[usize], a: &[usize], b: &[usize]) -> candle_core::Result<(usize, usize, usize, usize)> {
+        let (m, k) = rows_width(x, "lora-matmul")?;
+        let (n, wk) = self.w.dims2()?;
+        match (a, b) {
+            ([r, ak], [bn, br]) if wk == k && *ak == k && *bn == n && br == r => Ok((m, n, k, *r)),
+            _ => candle_core::bail!(
+                "lora-matmul: input width {k}, weight {:?}, A {a:?}, B {b:?} do not fit together",
+                self.w.dims()
+            ),
+        }
+    }
+
+    /// `scale · x Aᵀ`, `m × r`.
+    fn low(&self, x: &[f32], a: &[f32], (m, k, r): (usize, usize, usize)) -> candle_core::Result<Vec<f32>> {
+        let mut low = matmul::matmul(m, r, k, View { data: x, rs: k, cs: 1 }, View { data: a, rs: 1, cs: k })?;
+        low.iter_mut().for_each(|v| *v *= self.scale);
+        Ok(low)
+    }
+}
+
+impl candle_core::CustomOp3 for LoraMatmul {
+    fn name(&self) -> &'static str {
+        "lora-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        as_: &CpuStorage,
+        al: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, n, k, r) = self.dims(xl.dims(), al.dims(), bl.dims())?;
+        let x = storage_f32s(xs, xl, "lora-matmul")?;
+        let a = storage_f32s(as_, al, "lora-matmul")?;
+        let b = storage_f32s(bs, bl, "lora-matmul")?;
+        let (ws, wl) = self.w.storage_and_layout();
+        let w = tensor_f32s(&ws, wl, "lora-matmul")?;
+        let mut y = matmul::matmul(m, n, k, View { data: x, rs: k, cs: 1 }, View { data: w, rs: 1, cs: k })?;
+        if let Some(bias) = &self.bias {
+            let (bs, bl) = bias.storage_and_layout();
+            let bias = tensor_f32s(&bs, bl, "lora-matmul")?;
+            if bias.len() != n {
+                candle_core::bail!("lora-matmul: bias of {} values for {n} outputs", bias.len());
+            }
+            for row in y.chunks_exact_mut(n) {
+                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+            }
+        }
+        let low = self.low(x, a, (m, k, r))?;
+        matmul::matmul_add(&mut y, m, n, r, View { data: &low, rs: r, cs: 1 }, View { data: b, rs: 1, cs: r })?;
+        let mut shape = xl.dims().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = n;
+        }
+        Ok((CpuStorage::F32(y), Shape::from(shape)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (m, n, k, r) = self.dims(x.dims(), a.dims(), b.dims())?;
+        let dy = dy.contiguous()?;
+        let (xs, xl) = x.storage_and_layout();
+        let (as_, al) = a.storage_and_layout();
+        let (bs, bl) = b.storage_and_layout();
+        let (gs, gl) = dy.storage_and_layout();
+        let (ws, wl) = self.w.storage_and_layout();
+        let op = "lora-matmul";
+        let (xv, av, bv) = (tensor_f32s(&xs, xl, op)?, tensor_f32s(&as_, al, op)?, tensor_f32s(&bs, bl, op)?);
+        let (g, w) = (tensor_f32s(&gs, gl, op)?, tensor_f32s(&ws, wl, op)?);
+        if g.len() != m * n {
+            candle_core::bail!("lora-matmul: gradient of {} values for {m}x{n}", g.len());
+        }
+        let dev = x.device();
+        let low = self.low(xv, av, (m, k, r))?;
+        // dB = dyᵀ · low (n × r).
+        let db = matmul::matmul(n, r, m, View { data: g, rs: 1, cs: n }, View { data: &low, rs: r, cs: 1 })?;
+        // dlow = scale · dy · B (m × r), the gradient at x Aᵀ.
+        let mut dlow = matmul::matmul(m, r, n, View { data: g, rs: n, cs: 1 }, View { data: bv, rs: r, cs: 1 })?;
+        dlow.iter_mut().for_each(|v| *v *= self.scale);
+        // dA = dlowᵀ · x (r × k).
+        let da = matmul::matmul(r, k, m, View { data: &dlow, rs: 1, cs: r }, View { data: xv, rs: k, cs: 1 })?;
+        // dx = dy · W + dlow · A, skipped where x needs none (the first layer's input).
+        let dx = if x.track_op() {
+            let mut dx = matmul::matmul(m, k, n, View { data: g, rs: n, cs: 1 }, View { data: w, rs: k, cs: 1 })?;
+            matmul::matmul_add(&mut dx, m, k, r, View { data: &dlow, rs: r, cs: 1 }, View { data: av, rs: k, cs: 1 })?;
+            Some(Tensor::from_vec(dx, x.shape(), dev)?)
+        } else {
+            None
+        };
+        Ok((dx, Some(Tensor::from_vec(da, (r, k), dev)?), Some(Tensor::from_vec(db, (n, r), dev)?)))
+    }
+}
+
 struct FrozenMatmul(BaseWeight);
 
 impl FrozenMatmul {
@@ -281,25 +443,19 @@ impl CustomOp1 for FrozenMatmul {
             if pooled(grad_res, w) {
                 let dy = grad_res.contiguous()?;
                 let (n, k) = w.dims2()?;
-                let dims = dy.dims();
-                let Some((&dn, rest)) = dims.split_last() else { candle_core::bail!("frozen-matmul: scalar gradient") };
+                let (m, dn) = rows_width(dy.dims(), "frozen-matmul")?;
                 if dn != n {
                     candle_core::bail!("frozen-matmul: gradient width {dn}, weight {:?}", w.dims());
                 }
-                let m: usize = rest.iter().product();
-                let mut shape = rest.to_vec();
-                shape.push(k);
+                let mut shape = dy.dims().to_vec();
+                if let Some(last) = shape.last_mut() {
+                    *last = k;
+                }
                 let dx = {
                     let (gs, gl) = dy.storage_and_layout();
                     let (ws, wl) = w.storage_and_layout();
-                    let (candle_core::Storage::Cpu(gs), candle_core::Storage::Cpu(ws)) = (&*gs, &*ws) else {
-                        candle_core::bail!("frozen-matmul: gradient or weight left the CPU")
-                    };
-                    let (Some((g0, g1)), Some((w0, w1))) = (gl.contiguous_offsets(), wl.contiguous_offsets()) else {
-                        candle_core::bail!("frozen-matmul: gradient or weight is not contiguous")
-                    };
-                    let g = View { data: &cpu_f32s(gs, "frozen-matmul")?[g0..g1], rs: n, cs: 1 };
-                    let wv = View { data: &cpu_f32s(ws, "frozen-matmul")?[w0..w1], rs: k, cs: 1 };
+                    let g = View { data: tensor_f32s(&gs, gl, "frozen-matmul")?, rs: n, cs: 1 };
+                    let wv = View { data: tensor_f32s(&ws, wl, "frozen-matmul")?, rs: k, cs: 1 };
                     matmul::matmul(m, k, n, g, wv)?
                 };
                 return Ok(Some(Tensor::from_vec(dx, shape, grad_res.device())?));

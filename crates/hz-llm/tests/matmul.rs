@@ -101,3 +101,52 @@ fn frozen_weight_product_and_gradient_match_candle() {
         assert!(diff(&plain, &want) < 1e-4, "{rows}x{inp}·{out}: no-grad value");
     }
 }
+
+#[test]
+fn lora_projection_matches_composed_ops_in_value_and_all_three_gradients() {
+    let dev = Device::Cpu;
+    let max_diff = |a: &Tensor, b: &Tensor| {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    };
+    for &(rows, out, inp, r, with_bias) in
+        &[(3usize, 40usize, 24usize, 4usize, true), (130, 96, 64, 8, false), (70, 200, 48, 2, true)]
+    {
+        let x = Var::from_vec(values(rows * inp, 11), (1, rows, inp), &dev).unwrap();
+        let a = Var::from_vec(values(r * inp, 12), (r, inp), &dev).unwrap();
+        let b = Var::from_vec(values(out * r, 13), (out, r), &dev).unwrap();
+        let w = Tensor::from_vec(values(out * inp, 14), (out, inp), &dev).unwrap();
+        let bias = with_bias.then(|| Tensor::from_vec(values(out, 15), out, &dev).unwrap());
+        let upstream = Tensor::from_vec(values(rows * out, 16), (1, rows, out), &dev).unwrap();
+        let scale = 1.75;
+
+        let fused = BaseWeight::Dense(w.clone())
+            .lora_matmul_t(x.as_tensor(), bias.as_ref(), a.as_tensor(), b.as_tensor(), scale)
+            .unwrap();
+        let mut composed = x.as_tensor().broadcast_matmul(&w.t().unwrap()).unwrap();
+        if let Some(bias) = &bias {
+            composed = composed.broadcast_add(bias).unwrap();
+        }
+        let low = (x.as_tensor().broadcast_matmul(&a.as_tensor().t().unwrap()).unwrap() * scale).unwrap();
+        let composed = (composed + low.broadcast_matmul(&b.as_tensor().t().unwrap()).unwrap()).unwrap();
+        let what = format!("{rows}x{inp}·{out}, rank {r}, bias {with_bias}");
+        assert!(max_diff(&fused, &composed) < 1e-4, "{what}: value");
+
+        let gf = (&fused * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+        let gc = (&composed * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, v) in [("x", &x), ("A", &a), ("B", &b)] {
+            let (f, c) = (gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
+            assert!(max_diff(f, c) < 1e-3, "{what}: gradient of {name}");
+        }
+    }
+}
+
+#[test]
+fn lora_projection_refuses_adapter_matrices_of_the_wrong_shape() {
+    let dev = Device::Cpu;
+    let x = Tensor::zeros((2, 8), candle_core::DType::F32, &dev).unwrap();
+    let w = Tensor::zeros((6, 8), candle_core::DType::F32, &dev).unwrap();
+    let a = Var::zeros((4, 8), candle_core::DType::F32, &dev).unwrap();
+    let b = Var::zeros((6, 3), candle_core::DType::F32, &dev).unwrap();
+    let err = BaseWeight::Dense(w).lora_matmul_t(&x, None, a.as_tensor(), b.as_tensor(), 1.0).unwrap_err();
+    assert!(err.to_string().contains("do not fit together"), "{err}");
+}
