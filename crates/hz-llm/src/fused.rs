@@ -13,7 +13,7 @@ use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Res
 use std::ops::Range;
 
 /// The contiguous f32 data `layout` describes.
-fn f32s<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+pub(crate) fn f32s<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else { bail!("{op}: f32 only, got {:?}", s.dtype()) };
     let Some((a, b)) = l.contiguous_offsets() else { bail!("{op}: input is not contiguous") };
     Ok(&v[a..b])
@@ -27,17 +27,26 @@ fn last_dim(l: &Layout, op: &str) -> Result<usize> {
 }
 
 /// An output buffer that threads of candle's pool fill in disjoint parts.
-struct Out(*mut f32, usize);
+pub(crate) struct Out(*mut f32, usize);
 
-// SAFETY: `Out` is only used through `par`, whose ranges are disjoint, so no two threads
-// write the same element; the buffer outlives the call.
+// SAFETY: every user hands each thread its own disjoint part (`par`, the attention tasks),
+// so no two threads write the same element; the buffer outlives the pool call.
 unsafe impl Sync for Out {}
 
 impl Out {
+    pub(crate) fn new(buf: &mut [f32]) -> Self {
+        Out(buf.as_mut_ptr(), buf.len())
+    }
+
+    pub(crate) fn ptr(&self, at: usize) -> *mut f32 {
+        debug_assert!(at <= self.1);
+        self.0.wrapping_add(at)
+    }
+
     /// # Safety
     /// The caller writes only inside `range`, which no other thread is given.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn part(&self, range: Range<usize>) -> &mut [f32] {
+    pub(crate) unsafe fn part(&self, range: Range<usize>) -> &mut [f32] {
         debug_assert!(range.end <= self.1);
         std::slice::from_raw_parts_mut(self.0.add(range.start), range.end - range.start)
     }

@@ -2,6 +2,7 @@
 //! Hugging Face folder or GGUF, LoRA on chosen projections with gradients that really flow,
 //! and batched KV-cache generation.
 
+pub mod attention;
 pub mod config;
 pub mod fused;
 pub mod generate;

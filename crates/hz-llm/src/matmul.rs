@@ -231,3 +231,54 @@ fn dot<const FMA: bool>(x: &[f32], w: &[f32]) -> f32 {
     }
     acc.iter().sum::<f32>() + tail
 }
+
+/// `dst (+)= lhs (m × k) · rhs (k × n)` on the calling thread, row `i` of `dst` starting at
+/// `dst + i · dst_rs`: for kernels that already run one task per pool thread.
+///
+/// # Safety
+/// `dst` is valid for reads and writes at `i · dst_rs + j` for every `i < m`, `j < n`, and no
+/// other thread touches those values during the call.
+pub unsafe fn gemm_serial(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    acc: bool,
+    lhs: View,
+    rhs: View,
+) -> Result<()> {
+    lhs.check(m, k, "left side")?;
+    rhs.check(k, n, "right side")?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        if !acc {
+            for i in 0..m {
+                std::slice::from_raw_parts_mut(dst.add(i * dst_rs), n).fill(0.0);
+            }
+        }
+        return Ok(());
+    }
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        acc,
+        lhs.data.as_ptr(),
+        lhs.cs as isize,
+        lhs.rs as isize,
+        rhs.data.as_ptr(),
+        rhs.cs as isize,
+        rhs.rs as isize,
+        if acc { 1.0 } else { 0.0 },
+        1.0,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
+    Ok(())
+}

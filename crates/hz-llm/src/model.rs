@@ -114,6 +114,8 @@ pub struct KvCache {
     key_valid: Vec<Vec<bool>>,
     key_pos: Vec<Vec<u32>>,
     next_pos: Vec<u32>,
+    /// Whether layers keep their keys and values for later calls (false: one pass only).
+    keep: bool,
 }
 
 impl KvCache {
@@ -123,7 +125,14 @@ impl KvCache {
             key_valid: vec![Vec::new(); batch],
             key_pos: vec![Vec::new(); batch],
             next_pos: vec![0; batch],
+            keep: true,
         }
+    }
+
+    /// A cache for exactly one forward pass (scoring, training) that keeps no keys or values:
+    /// the attention of such a pass runs as one fused op per layer on the CPU.
+    pub fn single_pass(layers: usize, batch: usize) -> Self {
+        Self { keep: false, ..Self::new(layers, batch) }
     }
 
     pub fn batch(&self) -> usize {
@@ -456,6 +465,9 @@ impl Model {
         }
         // Positions: each row continues from where it stopped; padding takes no position.
         let past = cache.len();
+        if !cache.keep && past > 0 {
+            return Err(LlmError::Input("a single-pass cache was given a second pass".into()));
+        }
         // Checked before the cache is touched, so a refused input leaves it as it was.
         if past + s > c.max_position_embeddings.max(1) * 4 {
             return Err(LlmError::Input(format!("sequence of {} tokens is too long", past + s)));
@@ -473,7 +485,6 @@ impl Model {
             cache.key_valid[row].extend_from_slice(&input.valid[row * s..(row + 1) * s]);
             cache.key_pos[row].extend_from_slice(&positions[row * s..(row + 1) * s]);
         }
-        let total = past + s;
         let ids = Tensor::from_vec(input.tokens.clone(), (b * s,), &self.device)?;
         let mut x = self.embed.index_select(&ids, 0)?.to_dtype(self.dtype)?.reshape((b, s, c.hidden_size))?;
         if let Some(scale) = c.embed_scale() {
@@ -497,45 +508,35 @@ impl Model {
 
             let h = ops::rms_norm(&x, &layer.norm_attn_in, c.rms_norm_eps, off)?;
             let a = &layer.attn;
-            let q = a.q.forward(&h, fwd, rng)?.reshape((b, s, c.num_heads, c.head_dim))?.transpose(1, 2)?;
-            let k = a.k.forward(&h, fwd, rng)?.reshape((b, s, c.num_kv_heads, c.head_dim))?.transpose(1, 2)?;
-            let v = a.v.forward(&h, fwd, rng)?.reshape((b, s, c.num_kv_heads, c.head_dim))?.transpose(1, 2)?;
-            let q = match &a.q_norm {
-                Some(w) => ops::rms_norm(&q, w, c.rms_norm_eps, off)?,
-                None => q,
+            let (hq, hk, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
+            // Per-head norms (Gemma 3, Qwen 3) act on each head's `d` values, so they apply
+            // to the `[b, s, heads, d]` view before heads are split out.
+            let head_norm = |t: Tensor, w: &Option<Tensor>, n: usize| -> candle_core::Result<Tensor> {
+                match w {
+                    Some(w) => ops::rms_norm(&t.reshape((b, s, n, d))?, w, c.rms_norm_eps, off)?.reshape((b, s, n * d)),
+                    None => Ok(t),
+                }
             };
-            let k = match &a.k_norm {
-                Some(w) => ops::rms_norm(&k, w, c.rms_norm_eps, off)?,
-                None => k,
-            };
-            let q = ops::rope(&q.contiguous()?, cos, sin, c.rope_style)?;
-            let k = ops::rope(&k.contiguous()?, cos, sin, c.rope_style)?;
-            let (k, v) = match &cache.layers[li] {
-                Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v.contiguous()?], 2)?),
-                None => (k, v.contiguous()?),
-            };
-            cache.layers[li] = Some((k.detach(), v.detach()));
-            let groups = c.num_heads / c.num_kv_heads;
-            let (k, v) = if groups > 1 {
-                let rep = |t: &Tensor| -> candle_core::Result<Tensor> {
-                    t.unsqueeze(2)?.expand((b, c.num_kv_heads, groups, total, c.head_dim))?.reshape((
-                        b,
-                        c.num_heads,
-                        total,
-                        c.head_dim,
-                    ))
-                };
-                (rep(&k)?, rep(&v)?)
-            } else {
-                (k, v)
-            };
+            let q = head_norm(a.q.forward(&h, fwd, rng)?, &a.q_norm, hq)?;
+            let k = head_norm(a.k.forward(&h, fwd, rng)?, &a.k_norm, hk)?;
+            let v = a.v.forward(&h, fwd, rng)?;
             let scale = 1.0 / c.query_pre_attn_scalar.sqrt();
-            let scores = q.matmul(&k.t()?)?;
-            let probs = match c.attn_logit_softcapping {
-                Some(cap) => ops::attention_probs(&((((scores * scale)? / cap)?.tanh()? * cap)?), mask, 1.0)?,
-                None => ops::attention_probs(&scores, mask, scale)?,
+            let att = if !cache.keep && c.attn_logit_softcapping.is_none() {
+                ops::causal_attention(&q, &k, &v, (cos, sin, mask), (hq, hk, d), scale, c.rope_style)?
+            } else {
+                let split = |t: &Tensor, n: usize| t.reshape((b, s, n, d))?.transpose(1, 2)?.contiguous();
+                let q = ops::rope(&split(&q, hq)?, cos, sin, c.rope_style)?;
+                let k = ops::rope(&split(&k, hk)?, cos, sin, c.rope_style)?;
+                let v = split(&v, hk)?;
+                let (k, v) = match &cache.layers[li] {
+                    Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
+                    None => (k, v),
+                };
+                if cache.keep {
+                    cache.layers[li] = Some((k.detach(), v.detach()));
+                }
+                ops::attend(&q, &k, &v, mask, scale, c.attn_logit_softcapping)?
             };
-            let att = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, c.num_heads * c.head_dim))?;
             let mut att = a.o.forward(&att, fwd, rng)?;
             if let Some(w) = &layer.norm_attn_out {
                 att = ops::rms_norm(&att, w, c.rms_norm_eps, off)?;
@@ -610,6 +611,11 @@ impl Model {
 
     pub fn new_cache(&self, batch: usize) -> KvCache {
         KvCache::new(self.config.num_layers, batch)
+    }
+
+    /// A cache for one forward pass (see `KvCache::single_pass`).
+    pub fn single_pass_cache(&self, batch: usize) -> KvCache {
+        KvCache::single_pass(self.config.num_layers, batch)
     }
 }
 

@@ -79,6 +79,73 @@ pub fn entropy_at(logits: &Tensor, temperature: f64) -> candle_core::Result<Tens
     (a.exp()? * &a)?.sum(D::Minus1)?.neg()
 }
 
+/// Heads of an attention layer: `(query heads, key/value heads, head width)`.
+pub type Heads = (usize, usize, usize);
+
+/// Causal self-attention of a layer with no past keys (a scoring or training pass):
+/// `q: [b, s, heads·d]`, `k, v: [b, s, kv_heads·d]` as the projections give them, rotary
+/// tables `cos, sin: [b, 1, s, d/2]`, additive `mask: [b, 1, s, s]` (constants). Returns
+/// `[b, s, heads·d]`. One fused op (`attention`) for f32 on the CPU.
+#[allow(clippy::too_many_arguments)]
+pub fn causal_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    (cos, sin, mask): (&Tensor, &Tensor, &Tensor),
+    heads: Heads,
+    scale: f64,
+    style: crate::RopeStyle,
+) -> candle_core::Result<Tensor> {
+    let (h, hk, d) = heads;
+    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+    if cpu_f32(k) && cpu_f32(v) && fusable(q, &[cos, sin, mask]) {
+        let keep = q.track_op() || k.track_op() || v.track_op();
+        let op = crate::attention::CausalAttention::new(
+            heads,
+            scale as f32,
+            style == crate::RopeStyle::Interleaved,
+            cos.contiguous()?,
+            sin.contiguous()?,
+            mask.contiguous()?,
+            keep,
+        );
+        return q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op);
+    }
+    let (b, s, _) = q.dims3()?;
+    let split = |t: &Tensor, n: usize| t.reshape((b, s, n, d))?.transpose(1, 2)?.contiguous();
+    let q = rope(&split(q, h)?, cos, sin, style)?;
+    let k = rope(&split(k, hk)?, cos, sin, style)?;
+    attend(&q, &k, &split(v, hk)?, mask, scale, None)
+}
+
+/// `softmax(q kᵀ · scale + mask) v` over rotated `q: [b, heads, s, d]` and `k, v:
+/// [b, kv_heads, t, d]` (grouped heads expanded here), optionally with logits soft-capped at
+/// `softcap`; returns `[b, s, heads·d]`. Composed from candle ops and the fused softmax.
+pub fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    scale: f64,
+    softcap: Option<f64>,
+) -> candle_core::Result<Tensor> {
+    let (b, h, s, d) = q.dims4()?;
+    let (_, hk, t, _) = k.dims4()?;
+    let groups = h / hk.max(1);
+    let (k, v) = if groups > 1 {
+        let rep = |x: &Tensor| x.unsqueeze(2)?.expand((b, hk, groups, t, d))?.reshape((b, h, t, d));
+        (rep(k)?, rep(v)?)
+    } else {
+        (k.clone(), v.clone())
+    };
+    let scores = q.matmul(&k.t()?)?;
+    let probs = match softcap {
+        Some(cap) => attention_probs(&((((scores * scale)? / cap)?.tanh()? * cap)?), mask, 1.0)?,
+        None => attention_probs(&scores, mask, scale)?,
+    };
+    probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h * d))
+}
+
 /// The same ops composed from candle's basic ops, each with candle's own backward: what the
 /// fused kernels fall back to off the CPU or in half precision, and what tests check them
 /// against.

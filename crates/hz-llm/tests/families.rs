@@ -90,6 +90,17 @@ fn check_family(family: Family) {
         assert!(d < 1e-4, "{family:?} position {i}: max |Δlogit| = {d}");
     }
 
+    // A single-pass cache (the fused attention op on the CPU) gives them too.
+    let mut once = model.single_pass_cache(1);
+    let fused: Vec<Vec<f32>> =
+        model.forward(&input, &mut once, Fwd::POLICY).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+    for (i, (ours, theirs)) in fused.iter().zip(&reference).enumerate() {
+        let d = max_diff(ours, theirs);
+        assert!(d < 1e-4, "{family:?} position {i}, single pass: max |Δlogit| = {d}");
+    }
+    let again = model.forward(&input, &mut once, Fwd::POLICY).unwrap_err();
+    assert!(again.to_string().contains("single-pass"), "{again}");
+
     // Incremental decoding through our cache, and a left-padded batch, give the same logits.
     let mut cache = model.new_cache(2);
     let short = TOKENS[..4].to_vec();
@@ -144,10 +155,15 @@ fn randomise_b(model: &Model, seed: u64) {
 }
 
 fn nll(model: &Model, rows: &[Vec<u32>], fwd: Fwd) -> Tensor {
+    nll_with(model, rows, fwd, false)
+}
+
+/// The summed NLL, through a single-pass cache (fused attention) when `single`.
+fn nll_with(model: &Model, rows: &[Vec<u32>], fwd: Fwd, single: bool) -> Tensor {
     let input = Input::right_padded(&rows.iter().map(|r| r[..r.len() - 1].to_vec()).collect::<Vec<_>>(), 0);
     let targets: Vec<u32> = rows.iter().flat_map(|r| r[1..].to_vec()).collect();
     let targets = Tensor::from_vec(targets, (rows.len(), rows[0].len() - 1), &Device::Cpu).unwrap();
-    let mut cache = model.new_cache(rows.len());
+    let mut cache = if single { model.single_pass_cache(rows.len()) } else { model.new_cache(rows.len()) };
     let logits = model.forward(&input, &mut cache, fwd).unwrap();
     hz_llm::token_logprobs(&logits, &targets).unwrap().sum_all().unwrap().neg().unwrap()
 }
@@ -168,6 +184,31 @@ fn every_lora_parameter_gets_a_gradient() {
                 let g = grads.get(v.as_tensor()).unwrap_or_else(|| panic!("{family:?} {name}.{which}: no gradient"));
                 let m = g.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
                 assert!(m > 0.0, "{family:?} {name}.{which}: zero gradient");
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_attention_gives_the_composed_loss_and_lora_gradients() {
+    for family in [Family::Llama, Family::Qwen2, Family::Gemma3] {
+        let dir = tempfile::tempdir().unwrap();
+        make(dir.path(), family, 6);
+        let mut model = hz_llm::load::load_model(dir.path(), &Device::Cpu, DType::F32).unwrap();
+        model.add_lora(&lora_all(), 1).unwrap();
+        randomise_b(&model, 7);
+        let rows = [TOKENS.to_vec(), TOKENS.iter().rev().copied().collect()];
+        let composed = nll_with(&model, &rows, Fwd::TRAIN, false);
+        let fused = nll_with(&model, &rows, Fwd::TRAIN, true);
+        let (c, f) = (composed.to_scalar::<f32>().unwrap(), fused.to_scalar::<f32>().unwrap());
+        assert!((c - f).abs() < 1e-4 * c.abs().max(1.0), "{family:?}: loss {f} fused vs {c} composed");
+        let (gc, gf) = (composed.backward().unwrap(), fused.backward().unwrap());
+        for (name, a, b) in model.lora_vars() {
+            for (which, v) in [("A", &a), ("B", &b)] {
+                let (x, y) = (gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
+                let scale = y.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-3);
+                let d = (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                assert!(d < 1e-3 * scale, "{family:?} {name}.{which}: gradients differ by {d} (scale {scale})");
             }
         }
     }

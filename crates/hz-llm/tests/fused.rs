@@ -176,3 +176,55 @@ fn ops_dispatch_gives_the_composed_values_in_f32_and_f64() {
         assert!(max_rel(&a, &b) < 1e-5, "token_logprobs {dt:?}");
     }
 }
+
+#[test]
+fn fused_causal_attention_matches_the_composed_layer_in_f64() {
+    let (b, s) = (2, 7);
+    // Row 1 starts with two padding positions: no query sees them, and their own queries see
+    // nothing (the softmax must stay finite there).
+    let mut m = vec![-1e30f32; b * s * s];
+    for row in 0..b {
+        for i in 0..s {
+            for j in 0..=i {
+                if !(row == 1 && j < 2) {
+                    m[(row * s + i) * s + j] = 0.0;
+                }
+            }
+        }
+    }
+    let mask = Tensor::from_vec(m, (b, 1, s, s), &Device::Cpu).unwrap();
+    for (heads, style) in
+        [((6, 2, 8), RopeStyle::Half), ((3, 3, 4), RopeStyle::Interleaved), ((4, 1, 6), RopeStyle::Half)]
+    {
+        let (h, hk, d) = heads;
+        let ang = randn(&[b, 1, s, d / 2], 21, 3.0);
+        let (cos, sin) = (ang.cos().unwrap(), ang.sin().unwrap());
+        let q = randn(&[b, s, h * d], 22, 1.0);
+        let k = randn(&[b, s, hk * d], 23, 1.0);
+        let v = randn(&[b, s, hk * d], 24, 1.0);
+        let scale = 1.0 / (d as f64).sqrt();
+        let f = value_and_grads(&[q.clone(), k.clone(), v.clone()], |t| {
+            ops::causal_attention(&t[0], &t[1], &t[2], (&cos, &sin, &mask), heads, scale, style).unwrap()
+        });
+        let wide = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+        let (cos64, sin64, mask64) = (wide(&cos), wide(&sin), wide(&mask));
+        let c = value_and_grads(&[q, k, v], |t| {
+            let (q, k, v) = (wide(&t[0]), wide(&t[1]), wide(&t[2]));
+            ops::causal_attention(&q, &k, &v, (&cos64, &sin64, &mask64), heads, scale, style)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
+        });
+        assert_same(&format!("attention {heads:?} {style:?}"), f, c, 1e-4);
+    }
+}
+
+#[test]
+fn fused_causal_attention_refuses_tables_that_do_not_fit() {
+    let (b, s, h, d) = (1, 4, 2, 4);
+    let q = randn(&[b, s, h * d], 1, 1.0);
+    let cos = randn(&[b, 1, s + 1, d / 2], 2, 1.0);
+    let mask = randn(&[b, 1, s, s], 3, 1.0);
+    let err = ops::causal_attention(&q, &q, &q, (&cos, &cos, &mask), (h, h, d), 1.0, RopeStyle::Half).unwrap_err();
+    assert!(err.to_string().contains("rotary tables"), "{err}");
+}

@@ -94,7 +94,7 @@ pub fn score_at(
             mask.push(if r.mask.get(t + 1).copied().unwrap_or(false) { 1.0f32 } else { 0.0 });
         }
     }
-    let mut cache = model.new_cache(rows.len());
+    let mut cache = model.single_pass_cache(rows.len());
     let llm = |e: hz_llm::LlmError| candle_core::Error::Msg(e.to_string());
     let h = model.forward_hidden(&input, &mut cache, fwd).map_err(llm)?;
     let h = if start > 0 { h.narrow(1, start, n)? } else { h };

@@ -1,0 +1,272 @@
+//! Causal self-attention of one layer as a single CPU op (rotary embedding, grouped-query
+//! heads, masked softmax and both products) with a hand-written backward.
+//!
+//! Composed, a layer's attention is about fifteen graph nodes: reshapes and transposes that
+//! copy, the K/V expansion for grouped heads, two batched products that candle runs as one
+//! small thread-pool gemm per head, and the softmax; and candle zero-fills and sums a gradient
+//! buffer for every node. Here it is one node. Each pool task takes one (sequence, key/value
+//! head) pair and the query heads that share it, so the key and value gradients of a group
+//! are summed by one thread without locks. The forward keeps the rotated queries and keys and
+//! the probabilities for the backward (the composed graph keeps as much).
+
+use crate::fused::{f32s, Out};
+use crate::matmul::{gemm_serial, View};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use std::sync::Mutex;
+
+/// What the forward keeps for the backward.
+struct Saved {
+    /// Rotated queries `[b, heads, s, d]` and keys `[b, kv_heads, s, d]`.
+    q: Vec<f32>,
+    k: Vec<f32>,
+    /// Probabilities `[b, heads, s, s]`.
+    p: Vec<f32>,
+}
+
+/// Attention over `(q [b, s, heads·d], k [b, s, kv_heads·d], v [b, s, kv_heads·d])`, the
+/// projections as they come out, to `[b, s, heads·d]`. No past keys: every query attends
+/// to the same `s` positions it was given with (a scoring or training pass).
+pub struct CausalAttention {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// On the scores before the mask.
+    pub scale: f32,
+    pub interleaved: bool,
+    /// Rotary tables `[b, 1, s, d/2]` and the additive mask `[b, 1, s, s]`: constants.
+    pub cos: Tensor,
+    pub sin: Tensor,
+    pub mask: Tensor,
+    /// Whether the forward keeps what the backward reads (off for passes without gradients).
+    pub keep: bool,
+    saved: Mutex<Option<Saved>>,
+}
+
+/// `(b, s, d, heads, kv_heads)`.
+type Dims = (usize, usize, usize, usize, usize);
+
+impl CausalAttention {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        (heads, kv_heads, head_dim): (usize, usize, usize),
+        scale: f32,
+        interleaved: bool,
+        cos: Tensor,
+        sin: Tensor,
+        mask: Tensor,
+        keep: bool,
+    ) -> Self {
+        CausalAttention { heads, kv_heads, head_dim, scale, interleaved, cos, sin, mask, keep, saved: Mutex::new(None) }
+    }
+
+    fn dims(&self, q: &[usize], k: &[usize], v: &[usize]) -> Result<Dims> {
+        let (h, hk, d) = (self.heads, self.kv_heads, self.head_dim);
+        if hk == 0 || h % hk != 0 || d == 0 || d % 2 != 0 {
+            bail!("attention: {h} heads over {hk} key/value heads of width {d}");
+        }
+        let (b, s) = match q {
+            [b, s, w] if *w == h * d => (*b, *s),
+            _ => bail!("attention: queries {q:?}, want [batch, seq, {}]", h * d),
+        };
+        if k != [b, s, hk * d] || v != [b, s, hk * d] {
+            bail!("attention: keys {k:?} and values {v:?} for queries {q:?}");
+        }
+        let (cd, sd, md) = (self.cos.dims(), self.sin.dims(), self.mask.dims());
+        if cd != [b, 1, s, d / 2] || sd != cd || md != [b, 1, s, s] {
+            bail!("attention: rotary tables {cd:?} {sd:?} and mask {md:?} for queries {q:?}");
+        }
+        Ok((b, s, d, h, hk))
+    }
+
+    /// `out[b, head, i, :] = rot(x[b, i, head, :])` for every head (or the inverse rotation,
+    /// back from `[b, heads, s, d]` to `[b, s, heads·d]`, with `inverse`).
+    fn rotate(&self, x: &[f32], heads: usize, (b, s, d): (usize, usize, usize), inverse: bool) -> Result<Vec<f32>> {
+        let (cs, cl) = self.cos.storage_and_layout();
+        let (ss, sl) = self.sin.storage_and_layout();
+        let (candle_core::Storage::Cpu(cs), candle_core::Storage::Cpu(ss)) = (&*cs, &*ss) else {
+            bail!("attention: rotary tables are not on the CPU")
+        };
+        let (cos, sin) = (f32s(cs, cl, "attention")?, f32s(ss, sl, "attention")?);
+        let half = d / 2;
+        let mut out = vec![0f32; b * heads * s * d];
+        let o = Out::new(&mut out);
+        let sign = if inverse { -1.0f32 } else { 1.0 };
+        let row = |r: usize| {
+            let (bi, i) = (r / s, r % s);
+            let (c, sn) = (&cos[r * half..][..half], &sin[r * half..][..half]);
+            for h in 0..heads {
+                let flat = r * heads * d + h * d;
+                let split = ((bi * heads + h) * s + i) * d;
+                let (src, dst) = if inverse { (split, flat) } else { (flat, split) };
+                let xi = &x[src..][..d];
+                // SAFETY: each (row, head) pair owns its own `d` values of `out`.
+                let oi = unsafe { o.part(dst..dst + d) };
+                for j in 0..half {
+                    let (ia, ib) = if self.interleaved { (2 * j, 2 * j + 1) } else { (j, j + half) };
+                    let (a, bb, cj, sj) = (xi[ia], xi[ib], c[j], sign * sn[j]);
+                    oi[ia] = a * cj - bb * sj;
+                    oi[ib] = a * sj + bb * cj;
+                }
+            }
+        };
+        candle_core::utils::barrier_pool().execute_chunked(b * s, |rows| rows.for_each(row));
+        Ok(out)
+    }
+}
+
+/// One task per (sequence, key/value head): `f(b, kv head)`.
+fn per_group(b: usize, hk: usize, f: impl Fn(usize, usize) -> Result<()> + Sync) -> Result<()> {
+    let err = Mutex::new(None);
+    candle_core::utils::barrier_pool().execute_chunked(b * hk, |tasks| {
+        for t in tasks {
+            if let Err(e) = f(t / hk, t % hk) {
+                if let Ok(mut slot) = err.lock() {
+                    slot.get_or_insert(e);
+                }
+            }
+        }
+    });
+    match err.into_inner() {
+        Ok(Some(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+impl CustomOp3 for CausalAttention {
+    fn name(&self) -> &'static str {
+        "causal-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        qs: &CpuStorage,
+        ql: &Layout,
+        ks: &CpuStorage,
+        kl: &Layout,
+        vs: &CpuStorage,
+        vl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, s, d, h, hk) = self.dims(ql.dims(), kl.dims(), vl.dims())?;
+        let name = self.name();
+        let (q, k, v) = (f32s(qs, ql, name)?, f32s(ks, kl, name)?, f32s(vs, vl, name)?);
+        let (ms, ml) = self.mask.storage_and_layout();
+        let candle_core::Storage::Cpu(ms) = &*ms else { bail!("attention: mask is not on the CPU") };
+        let mask = f32s(ms, ml, name)?;
+        let qr = self.rotate(q, h, (b, s, d), false)?;
+        let kr = self.rotate(k, hk, (b, s, d), false)?;
+        let mut p = vec![0f32; b * h * s * s];
+        let mut out = vec![0f32; b * s * h * d];
+        let (po, oo) = (Out::new(&mut p), Out::new(&mut out));
+        let groups = h / hk;
+        per_group(b, hk, |bi, g| {
+            let kv = View { data: &kr[(bi * hk + g) * s * d..][..s * d], rs: 1, cs: d };
+            let vv = View { data: &v[bi * s * hk * d + g * d..], rs: hk * d, cs: 1 };
+            let m = &mask[bi * s * s..][..s * s];
+            for head in g * groups..(g + 1) * groups {
+                let qv = View { data: &qr[(bi * h + head) * s * d..][..s * d], rs: d, cs: 1 };
+                let at = (bi * h + head) * s * s;
+                // SAFETY: this task alone has heads of group `g` in sequence `bi`: their
+                // probability block and their columns of the output rows of `bi`.
+                unsafe {
+                    gemm_serial((s, s, d), po.ptr(at), s, false, qv, kv)?;
+                    let pb = po.part(at..at + s * s);
+                    for (row, mrow) in pb.chunks_exact_mut(s).zip(m.chunks_exact(s)) {
+                        softmax_row(row, mrow, self.scale);
+                    }
+                    let pv = View { data: pb, rs: s, cs: 1 };
+                    gemm_serial((s, d, s), oo.ptr(bi * s * h * d + head * d), h * d, false, pv, vv)?;
+                }
+            }
+            Ok(())
+        })?;
+        if self.keep {
+            if let Ok(mut saved) = self.saved.lock() {
+                *saved = Some(Saved { q: qr, k: kr, p });
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((b, s, h * d))))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, s, d, h, hk) = self.dims(q.dims(), k.dims(), v.dims())?;
+        let saved = self.saved.lock().map_err(|_| candle_core::Error::Msg("attention: saved state poisoned".into()))?;
+        let Some(sv) = saved.as_ref() else {
+            bail!("attention: backward of a forward that kept nothing (it ran without gradients)")
+        };
+        let go = grad.contiguous()?;
+        let (gs, gl) = go.storage_and_layout();
+        let (vs, vl) = v.storage_and_layout();
+        let (candle_core::Storage::Cpu(gs), candle_core::Storage::Cpu(vs)) = (&*gs, &*vs) else {
+            bail!("attention: gradient or values are not on the CPU")
+        };
+        let (g, vv) = (f32s(gs, gl, self.name())?, f32s(vs, vl, self.name())?);
+        let mut dqr = vec![0f32; b * h * s * d];
+        let mut dkr = vec![0f32; b * hk * s * d];
+        let mut dv = vec![0f32; b * s * hk * d];
+        let (dq_o, dk_o, dv_o) = (Out::new(&mut dqr), Out::new(&mut dkr), Out::new(&mut dv));
+        let groups = h / hk;
+        per_group(b, hk, |bi, gi| {
+            let kblock = (bi * hk + gi) * s * d;
+            let kr = View { data: &sv.k[kblock..][..s * d], rs: d, cs: 1 };
+            // Vᵀ: element (c, t) is V[t, c].
+            let vt = View { data: &vv[bi * s * hk * d + gi * d..], rs: 1, cs: hk * d };
+            let mut ds = vec![0f32; s * s];
+            for (n, head) in (gi * groups..(gi + 1) * groups).enumerate() {
+                let acc = n > 0;
+                let pb = &sv.p[(bi * h + head) * s * s..][..s * s];
+                let qblock = (bi * h + head) * s * d;
+                let qr = View { data: &sv.q[qblock..][..s * d], rs: d, cs: 1 };
+                let dout = View { data: &g[bi * s * h * d + head * d..], rs: h * d, cs: 1 };
+                // SAFETY: `ds` is this task's own; the dq block of `head`, the dk block of
+                // group `gi` and its value columns in sequence `bi` belong to this task alone.
+                unsafe {
+                    // dP = dO · Vᵀ, then dS = scale · P ⊙ (dP − Σ dP ⊙ P), row by row.
+                    gemm_serial((s, s, d), ds.as_mut_ptr(), s, false, dout, vt)?;
+                    for (dr, pr) in ds.chunks_exact_mut(s).zip(pb.chunks_exact(s)) {
+                        let dot: f32 = dr.iter().zip(pr).map(|(a, b)| a * b).sum();
+                        dr.iter_mut().zip(pr).for_each(|(x, &p)| *x = self.scale * p * (*x - dot));
+                    }
+                    // dV += Pᵀ · dO.
+                    let pt = View { data: pb, rs: 1, cs: s };
+                    gemm_serial((s, d, s), dv_o.ptr(bi * s * hk * d + gi * d), hk * d, acc, pt, dout)?;
+                    let dsv = View { data: &ds, rs: s, cs: 1 };
+                    gemm_serial((s, d, s), dq_o.ptr(qblock), d, false, dsv, kr)?;
+                    let dst = View { data: &ds, rs: 1, cs: s };
+                    gemm_serial((s, d, s), dk_o.ptr(kblock), d, acc, dst, qr)?;
+                }
+            }
+            Ok(())
+        })?;
+        let dq = self.rotate(&dqr, h, (b, s, d), true)?;
+        let dk = self.rotate(&dkr, hk, (b, s, d), true)?;
+        let dev = q.device();
+        Ok((
+            Some(Tensor::from_vec(dq, (b, s, h * d), dev)?),
+            Some(Tensor::from_vec(dk, (b, s, hk * d), dev)?),
+            Some(Tensor::from_vec(dv, (b, s, hk * d), dev)?),
+        ))
+    }
+}
+
+/// `row = softmax(row · scale + mask)`, as `fused::MaskedSoftmax` computes it.
+fn softmax_row(row: &mut [f32], mask: &[f32], scale: f32) {
+    let mut mx = f32::NEG_INFINITY;
+    for (x, &m) in row.iter_mut().zip(mask) {
+        *x = *x * scale + m;
+        mx = mx.max(*x);
+    }
+    let mut sum = 0f32;
+    for x in row.iter_mut() {
+        *x = (*x - mx).exp();
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|x| *x *= inv);
+}
