@@ -122,8 +122,10 @@ fn warmed_model(dir: &Path, face: &GymFace) -> PathBuf {
 const WARMUP_STEPS: usize = 45;
 const WARMUP_LR: f64 = 1.5e-2;
 /// GRPO steps: at 16 episodes a step the reward climbs slowly but steadily (lr 7e-3 was seen
-/// to collapse the format instead).
-const STEPS: u64 = 80;
+/// to collapse the format instead). The path is seeded but rides on float rounding, which a
+/// kernel change moves: 80 steps reached +0.07 with the composed attention and -0.02 with the
+/// fused one; 110 leave a margin.
+const STEPS: u64 = 110;
 
 #[test]
 fn grpo_raises_the_mean_episode_reward_on_email_triage() {
