@@ -227,6 +227,16 @@ fn ppo_and_dpo_runs_resume_exactly_from_their_checkpoints() {
             assert!(opt.contains_key("extra.value.w"), "the value head is checkpointed");
         } else {
             assert!(last["extra"]["accuracy"].as_f64().is_some(), "{last}");
+            // Other pairs under the same path: the resume is refused, and the run is intact.
+            let path = Path::new(&pairs);
+            let kept = std::fs::read(path).unwrap();
+            let edited = String::from_utf8(kept.clone()).unwrap().replace("email 4", "email four");
+            std::fs::write(path, edited).unwrap();
+            let out = train(&model, &split, &data, 4, &args).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success() && err.contains("has changed since it began"), "{err}");
+            assert_eq!(metrics(&split).len(), 3);
+            std::fs::write(path, kept).unwrap();
         }
     }
 }

@@ -27,6 +27,7 @@ use hz_llm::{LoraConfig, Model};
 use hz_peft::fsio::{sync_dir, temp_sibling, write_atomic};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -223,6 +224,10 @@ struct RunFile {
     format: u32,
     identity: RunIdentity,
     config: TrainConfig,
+    /// SHA-256 of the DPO pairs file: the config holds only its path, and a resume on other
+    /// pairs would continue a run on data it never started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pairs_sha256: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -335,11 +340,18 @@ impl Run {
         cfg.validate()?;
         std::fs::create_dir_all(dir.join("checkpoints")).map_err(|e| TrainError::io(dir, e))?;
         let run_path = dir.join("run.json");
+        let pairs_sha256 = match (&cfg.algo, &cfg.dpo.pairs) {
+            (Algo::Dpo, Some(p)) => {
+                let bytes = std::fs::read(p).map_err(|e| TrainError::io(p, e))?;
+                Some(hex::encode(Sha256::digest(&bytes)))
+            }
+            _ => None,
+        };
         if run_path.exists() {
-            check_same_run(&run_path, &cfg, &identity)?;
+            check_same_run(&run_path, &cfg, &identity, pairs_sha256.as_deref())?;
         }
         // Written every time: `steps` may have grown.
-        let file = RunFile { format: FORMAT, identity: identity.clone(), config: cfg.clone() };
+        let file = RunFile { format: FORMAT, identity: identity.clone(), config: cfg.clone(), pairs_sha256 };
         let text = serde_json::to_string_pretty(&file).map_err(|e| TrainError::Run(format!("run.json: {e}")))?;
         write_atomic(&run_path, text.as_bytes())?;
 
@@ -580,7 +592,12 @@ fn latest_checkpoint(dir: &Path) -> Result<Option<(u64, PathBuf)>, TrainError> {
     Ok(checkpoints(dir)?.pop())
 }
 
-fn check_same_run(path: &Path, cfg: &TrainConfig, identity: &RunIdentity) -> Result<(), TrainError> {
+fn check_same_run(
+    path: &Path,
+    cfg: &TrainConfig,
+    identity: &RunIdentity,
+    pairs_sha256: Option<&str>,
+) -> Result<(), TrainError> {
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
     let old: RunFile =
         serde_json::from_str(&text).map_err(|e| TrainError::Run(format!("{}: not a run file: {e}", path.display())))?;
@@ -596,6 +613,16 @@ fn check_same_run(path: &Path, cfg: &TrainConfig, identity: &RunIdentity) -> Res
             "{dir} holds a run on model {}, not {}: give another --out",
             old.identity.model, identity.model
         )));
+    }
+    // Run files from before the pairs were fingerprinted carry none: nothing to compare.
+    if let (Some(was), Some(now)) = (old.pairs_sha256.as_deref(), pairs_sha256) {
+        if was != now {
+            let file = cfg.dpo.pairs.as_deref().unwrap_or(Path::new("?")).display();
+            return Err(TrainError::Run(format!(
+                "{dir} holds a DPO run on other pairs: {file} has changed since it began \
+                 (SHA-256 {was}, now {now}): restore the file or give another --out"
+            )));
+        }
     }
     let as_map = |c: &TrainConfig| match serde_json::to_value(c) {
         Ok(Value::Object(mut m)) => {
