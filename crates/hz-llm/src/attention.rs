@@ -9,7 +9,7 @@
 //! are summed by one thread without locks. The forward keeps the rotated queries and keys and
 //! the probabilities for the backward (the composed graph keeps as much).
 
-use crate::fused::{f32s, Out};
+use crate::fused::{f32s, masked_softmax_row, rotate_pairs, softmax_grad_row, tensor_f32s, Out};
 use crate::matmul::{gemm_serial, View};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use std::sync::Mutex;
@@ -46,7 +46,6 @@ pub struct CausalAttention {
 type Dims = (usize, usize, usize, usize, usize);
 
 impl CausalAttention {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         (heads, kv_heads, head_dim): (usize, usize, usize),
         scale: f32,
@@ -83,10 +82,7 @@ impl CausalAttention {
     fn rotate(&self, x: &[f32], heads: usize, (b, s, d): (usize, usize, usize), inverse: bool) -> Result<Vec<f32>> {
         let (cs, cl) = self.cos.storage_and_layout();
         let (ss, sl) = self.sin.storage_and_layout();
-        let (candle_core::Storage::Cpu(cs), candle_core::Storage::Cpu(ss)) = (&*cs, &*ss) else {
-            bail!("attention: rotary tables are not on the CPU")
-        };
-        let (cos, sin) = (f32s(cs, cl, "attention")?, f32s(ss, sl, "attention")?);
+        let (cos, sin) = (tensor_f32s(&cs, cl, "attention")?, tensor_f32s(&ss, sl, "attention")?);
         let half = d / 2;
         let mut out = vec![0f32; b * heads * s * d];
         let o = Out::new(&mut out);
@@ -98,15 +94,9 @@ impl CausalAttention {
                 let flat = r * heads * d + h * d;
                 let split = ((bi * heads + h) * s + i) * d;
                 let (src, dst) = if inverse { (split, flat) } else { (flat, split) };
-                let xi = &x[src..][..d];
                 // SAFETY: each (row, head) pair owns its own `d` values of `out`.
                 let oi = unsafe { o.part(dst..dst + d) };
-                for j in 0..half {
-                    let (ia, ib) = if self.interleaved { (2 * j, 2 * j + 1) } else { (j, j + half) };
-                    let (a, bb, cj, sj) = (xi[ia], xi[ib], c[j], sign * sn[j]);
-                    oi[ia] = a * cj - bb * sj;
-                    oi[ib] = a * sj + bb * cj;
-                }
+                rotate_pairs(&x[src..][..d], c, sn, sign, self.interleaved, oi);
             }
         };
         candle_core::utils::barrier_pool().execute_chunked(b * s, |rows| rows.for_each(row));
@@ -150,8 +140,7 @@ impl CustomOp3 for CausalAttention {
         let name = self.name();
         let (q, k, v) = (f32s(qs, ql, name)?, f32s(ks, kl, name)?, f32s(vs, vl, name)?);
         let (ms, ml) = self.mask.storage_and_layout();
-        let candle_core::Storage::Cpu(ms) = &*ms else { bail!("attention: mask is not on the CPU") };
-        let mask = f32s(ms, ml, name)?;
+        let mask = tensor_f32s(&ms, ml, name)?;
         let qr = self.rotate(q, h, (b, s, d), false)?;
         let kr = self.rotate(k, hk, (b, s, d), false)?;
         let mut p = vec![0f32; b * h * s * s];
@@ -171,7 +160,7 @@ impl CustomOp3 for CausalAttention {
                     gemm_serial((s, s, d), po.ptr(at), s, false, qv, kv)?;
                     let pb = po.part(at..at + s * s);
                     for (row, mrow) in pb.chunks_exact_mut(s).zip(m.chunks_exact(s)) {
-                        softmax_row(row, mrow, self.scale);
+                        masked_softmax_row(row, mrow, self.scale);
                     }
                     let pv = View { data: pb, rs: s, cs: 1 };
                     gemm_serial((s, d, s), oo.ptr(bi * s * h * d + head * d), h * d, false, pv, vv)?;
@@ -203,10 +192,7 @@ impl CustomOp3 for CausalAttention {
         let go = grad.contiguous()?;
         let (gs, gl) = go.storage_and_layout();
         let (vs, vl) = v.storage_and_layout();
-        let (candle_core::Storage::Cpu(gs), candle_core::Storage::Cpu(vs)) = (&*gs, &*vs) else {
-            bail!("attention: gradient or values are not on the CPU")
-        };
-        let (g, vv) = (f32s(gs, gl, self.name())?, f32s(vs, vl, self.name())?);
+        let (g, vv) = (tensor_f32s(&gs, gl, self.name())?, tensor_f32s(&vs, vl, self.name())?);
         let mut dqr = vec![0f32; b * h * s * d];
         let mut dkr = vec![0f32; b * hk * s * d];
         let mut dv = vec![0f32; b * s * hk * d];
@@ -230,8 +216,7 @@ impl CustomOp3 for CausalAttention {
                     // dP = dO · Vᵀ, then dS = scale · P ⊙ (dP − Σ dP ⊙ P), row by row.
                     gemm_serial((s, s, d), ds.as_mut_ptr(), s, false, dout, vt)?;
                     for (dr, pr) in ds.chunks_exact_mut(s).zip(pb.chunks_exact(s)) {
-                        let dot: f32 = dr.iter().zip(pr).map(|(a, b)| a * b).sum();
-                        dr.iter_mut().zip(pr).for_each(|(x, &p)| *x = self.scale * p * (*x - dot));
+                        softmax_grad_row(dr, pr, self.scale);
                     }
                     // dV += Pᵀ · dO.
                     let pt = View { data: pb, rs: 1, cs: s };
@@ -253,20 +238,4 @@ impl CustomOp3 for CausalAttention {
             Some(Tensor::from_vec(dv, (b, s, hk * d), dev)?),
         ))
     }
-}
-
-/// `row = softmax(row · scale + mask)`, as `fused::MaskedSoftmax` computes it.
-fn softmax_row(row: &mut [f32], mask: &[f32], scale: f32) {
-    let mut mx = f32::NEG_INFINITY;
-    for (x, &m) in row.iter_mut().zip(mask) {
-        *x = *x * scale + m;
-        mx = mx.max(*x);
-    }
-    let mut sum = 0f32;
-    for x in row.iter_mut() {
-        *x = (*x - mx).exp();
-        sum += *x;
-    }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|x| *x *= inv);
 }

@@ -19,6 +19,12 @@ pub(crate) fn f32s<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f
     Ok(&v[a..b])
 }
 
+/// The same for a tensor's storage, which must be on the CPU.
+pub(crate) fn tensor_f32s<'a>(s: &'a candle_core::Storage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+    let candle_core::Storage::Cpu(s) = s else { bail!("{op}: tensor is not on the CPU") };
+    f32s(s, l, op)
+}
+
 fn last_dim(l: &Layout, op: &str) -> Result<usize> {
     match l.dims().last() {
         Some(&d) if d > 0 => Ok(d),
@@ -29,13 +35,19 @@ fn last_dim(l: &Layout, op: &str) -> Result<usize> {
 /// An output buffer that threads of candle's pool fill in disjoint parts.
 pub(crate) struct Out(*mut f32, usize);
 
-// SAFETY: every user hands each thread its own disjoint part (`par`, the attention tasks),
+// SAFETY: every user hands each thread its own disjoint part (`par`, the attention tasks,
+// the matmul blocks),
 // so no two threads write the same element; the buffer outlives the pool call.
 unsafe impl Sync for Out {}
 
 impl Out {
     pub(crate) fn new(buf: &mut [f32]) -> Self {
         Out(buf.as_mut_ptr(), buf.len())
+    }
+
+    /// Over the spare capacity of `v`, for kernels that write every value before `set_len`.
+    pub(crate) fn spare(v: &mut Vec<f32>) -> Self {
+        Out(v.as_mut_ptr(), v.capacity())
     }
 
     pub(crate) fn ptr(&self, at: usize) -> *mut f32 {
@@ -339,22 +351,8 @@ impl CustomOp2 for MaskedSoftmax {
         let mut out = vec![0f32; x.len()];
         par(&mut out, t, t, |r, o| {
             let (bi, si) = (r / (h * s), r % s);
-            let x = &x[r * t..(r + 1) * t];
-            let m = &m[(bi * s + si) * t..(bi * s + si + 1) * t];
-            let mut mx = f32::NEG_INFINITY;
-            for ((oj, &xj), &mj) in o.iter_mut().zip(x).zip(m) {
-                *oj = xj * k + mj;
-                mx = mx.max(*oj);
-            }
-            let mut sum = 0f32;
-            for oj in o.iter_mut() {
-                *oj = (*oj - mx).exp();
-                sum += *oj;
-            }
-            let inv = 1.0 / sum;
-            for oj in o.iter_mut() {
-                *oj *= inv;
-            }
+            o.copy_from_slice(&x[r * t..(r + 1) * t]);
+            masked_softmax_row(o, &m[(bi * s + si) * t..(bi * s + si + 1) * t], k);
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -363,6 +361,29 @@ impl CustomOp2 for MaskedSoftmax {
         let op = SoftmaxBwd { scale: self.scale };
         Ok((Some(res.apply_op2_no_bwd(&grad.contiguous()?, &op)?), None))
     }
+}
+
+/// `row = softmax(row · scale + mask)` in place; a row whose keys are all masked comes out
+/// uniform, not NaN (the mask is large and finite).
+pub(crate) fn masked_softmax_row(row: &mut [f32], mask: &[f32], scale: f32) {
+    let mut mx = f32::NEG_INFINITY;
+    for (x, &m) in row.iter_mut().zip(mask) {
+        *x = *x * scale + m;
+        mx = mx.max(*x);
+    }
+    let mut sum = 0f32;
+    for x in row.iter_mut() {
+        *x = (*x - mx).exp();
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// The softmax backward in place: `g ← scale · y ⊙ (g − Σ g⊙y)` from the output `y`.
+pub(crate) fn softmax_grad_row(g: &mut [f32], y: &[f32], scale: f32) {
+    let dot: f32 = y.iter().zip(g.iter()).map(|(&a, &b)| a * b).sum();
+    g.iter_mut().zip(y).for_each(|(gj, &yj)| *gj = scale * yj * (*gj - dot));
 }
 
 /// `dx = scale · y ⊙ (g - Σ g⊙y)` from the softmax output `y`.
@@ -384,12 +405,8 @@ impl CustomOp2 for SoftmaxBwd {
         }
         let mut out = vec![0f32; y.len()];
         par(&mut out, t, t, |r, o| {
-            let y = &y[r * t..(r + 1) * t];
-            let g = &g[r * t..(r + 1) * t];
-            let dot: f32 = y.iter().zip(g).map(|(&a, &b)| a * b).sum();
-            for ((oj, &yj), &gj) in o.iter_mut().zip(y).zip(g) {
-                *oj = self.scale * yj * (gj - dot);
-            }
+            o.copy_from_slice(&g[r * t..(r + 1) * t]);
+            softmax_grad_row(o, &y[r * t..(r + 1) * t], self.scale);
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -397,6 +414,18 @@ impl CustomOp2 for SoftmaxBwd {
 
 // ---------------------------------------------------------------------------------------------
 // Rotary embedding.
+
+/// One head's `d` values rotated pair by pair by the angles whose cosines and sines are `c`,
+/// `s` (`sign` -1 rotates back): pairs `(i, i + d/2)`, or `(2i, 2i + 1)` when `interleaved`.
+pub(crate) fn rotate_pairs(x: &[f32], c: &[f32], s: &[f32], sign: f32, interleaved: bool, out: &mut [f32]) {
+    let half = x.len() / 2;
+    for i in 0..half {
+        let (ia, ib) = if interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
+        let (a, b, ci, si) = (x[ia], x[ib], c[i], sign * s[i]);
+        out[ia] = a * ci - b * si;
+        out[ib] = a * si + b * ci;
+    }
+}
 
 /// Rotary embedding of `x: [b, h, s, d]` by `cos, sin: [b, 1, s, d/2]`. The backward pass is
 /// the inverse rotation (the same op with `sin` negated); the tables get no gradient.
@@ -435,12 +464,7 @@ impl CustomOp3 for Rope {
             let x = &x[r * d..(r + 1) * d];
             let c = &cos[(bi * s + si) * half..(bi * s + si + 1) * half];
             let sn = &sin[(bi * s + si) * half..(bi * s + si + 1) * half];
-            for i in 0..half {
-                let (ia, ib) = if self.interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
-                let (a, bb, ci, si) = (x[ia], x[ib], c[i], sign * sn[i]);
-                o[ia] = a * ci - bb * si;
-                o[ib] = a * si + bb * ci;
-            }
+            rotate_pairs(x, c, sn, sign, self.interleaved, o);
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }

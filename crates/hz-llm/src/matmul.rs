@@ -8,6 +8,7 @@
 //! whose packing of the whole weight on every call costs as much as the arithmetic, for
 //! dot products straight off the weight rows.
 
+use crate::fused::Out;
 use candle_core::{bail, Result};
 
 /// A matrix view: element `(r, c)` is `data[r * rs + c * cs]`.
@@ -45,20 +46,6 @@ const SERIAL_FLOPS: usize = 1 << 18;
 /// columns are contiguous (a weight used as `x · Wᵀ`).
 const SKINNY_ROWS: usize = 8;
 
-/// The output buffer the pool threads fill in disjoint blocks.
-struct Dst(*mut f32);
-
-// SAFETY: every thread writes only its own block of rows or columns (see `matmul`), and the
-// buffer outlives the pool call.
-unsafe impl Sync for Dst {}
-
-impl Dst {
-    /// Through a method, so closures capture the `Sync` wrapper rather than the raw pointer.
-    fn at(&self, i: usize) -> *mut f32 {
-        self.0.wrapping_add(i)
-    }
-}
-
 /// `lhs (m × k) · rhs (k × n)` as a fresh row-major `m × n` buffer.
 pub fn matmul(m: usize, n: usize, k: usize, lhs: View, rhs: View) -> Result<Vec<f32>> {
     lhs.check(m, k, "left side")?;
@@ -69,7 +56,7 @@ pub fn matmul(m: usize, n: usize, k: usize, lhs: View, rhs: View) -> Result<Vec<
         out.resize(len, 0.0);
         return Ok(out);
     }
-    product(m, n, k, lhs, rhs, &Dst(out.as_mut_ptr()), false);
+    product(m, n, k, lhs, rhs, &Out::spare(&mut out), false);
     // SAFETY: `product` without accumulation wrote every one of the `len` values.
     unsafe { out.set_len(len) };
     Ok(out)
@@ -83,14 +70,14 @@ pub fn matmul_add(out: &mut [f32], m: usize, n: usize, k: usize, lhs: View, rhs:
         bail!("matmul: output of {} values for {m}x{n}", out.len());
     }
     if k > 0 {
-        product(m, n, k, lhs, rhs, &Dst(out.as_mut_ptr()), true);
+        product(m, n, k, lhs, rhs, &Out::new(out), true);
     }
     Ok(())
 }
 
 /// The product into `dst` (`m × n`, row-major, bounds checked by the caller), adding to what
 /// is there when `acc`, else overwriting it.
-fn product(m: usize, n: usize, k: usize, lhs: View, rhs: View, dst: &Dst, acc: bool) {
+fn product(m: usize, n: usize, k: usize, lhs: View, rhs: View, dst: &Out, acc: bool) {
     if m == 0 || n == 0 {
         return;
     }
@@ -107,56 +94,32 @@ fn product(m: usize, n: usize, k: usize, lhs: View, rhs: View, dst: &Dst, acc: b
         }
         return;
     }
-    // SAFETY (all uses): each call writes rows `r` × columns `c` of the output only, and the
-    // blocks of different calls do not overlap.
+    // SAFETY (all uses): the views were checked by the caller, and each call writes rows `r`
+    // × columns `c` of the output only; the blocks of different calls do not overlap.
     let block = |r: std::ops::Range<usize>, c: std::ops::Range<usize>| unsafe {
-        gemm::gemm(
-            r.len(),
-            c.len(),
-            k,
-            dst.at(r.start * n + c.start),
-            1,
-            n as isize,
-            acc,
-            lhs.data.as_ptr().add(r.start * lhs.rs),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr().add(c.start * rhs.cs),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            if acc { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
+        let lhs = View { data: &lhs.data[r.start * lhs.rs..], ..lhs };
+        let rhs = View { data: &rhs.data[c.start * rhs.cs..], ..rhs };
+        gemm_raw((r.len(), c.len(), k), dst.ptr(r.start * n + c.start), n, acc, lhs, rhs)
     };
     if flops < SERIAL_FLOPS || threads == 1 {
         block(0..m, 0..n);
-    } else if n >= m {
-        // One contiguous share of the columns per thread: each packs only its own part of
-        // rhs (a share of the LM head, say) and all of the smaller lhs.
-        let share = n.div_ceil(threads).next_multiple_of(16);
-        pool.execute_chunked(threads, |ts| {
-            for t in ts {
-                let c = (t * share).min(n)..((t + 1) * share).min(n);
-                if !c.is_empty() {
-                    block(0..m, c);
-                }
-            }
-        });
-    } else {
-        let share = m.div_ceil(threads).next_multiple_of(8);
-        pool.execute_chunked(threads, |ts| {
-            for t in ts {
-                let r = (t * share).min(m)..((t + 1) * share).min(m);
-                if !r.is_empty() {
-                    block(r, 0..n);
-                }
-            }
-        });
+        return;
     }
+    // One contiguous share of the longer side per thread. Split over columns, each packs only
+    // its own part of rhs (a share of the LM head, say) and all of the smaller lhs.
+    let by_cols = n >= m;
+    let (len, align) = if by_cols { (n, 16) } else { (m, 8) };
+    let share = len.div_ceil(threads).next_multiple_of(align);
+    pool.execute_chunked(threads, |ts| {
+        for t in ts {
+            let part = (t * share).min(len)..((t + 1) * share).min(len);
+            match (part.is_empty(), by_cols) {
+                (true, _) => {}
+                (false, true) => block(0..m, part),
+                (false, false) => block(part, 0..n),
+            }
+        }
+    });
 }
 
 /// A few-row product (see `skinny`).
@@ -173,7 +136,7 @@ struct Skinny<'a> {
 /// Columns `c` of a product with few rows: one dot product per output value, each weight row
 /// read once for all rows of `lhs`. The caller has checked `lhs.cs == 1`, `rhs.rs == 1` and
 /// the bounds, and gives no two threads the same columns.
-fn skinny(p: Skinny, dst: &Dst, c: std::ops::Range<usize>) {
+fn skinny(p: Skinny, dst: &Out, c: std::ops::Range<usize>) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
@@ -190,18 +153,18 @@ fn skinny(p: Skinny, dst: &Dst, c: std::ops::Range<usize>) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-fn skinny_avx512(p: Skinny, dst: &Dst, c: std::ops::Range<usize>) {
+fn skinny_avx512(p: Skinny, dst: &Out, c: std::ops::Range<usize>) {
     skinny_body::<true>(p, dst, c)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn skinny_avx2(p: Skinny, dst: &Dst, c: std::ops::Range<usize>) {
+fn skinny_avx2(p: Skinny, dst: &Out, c: std::ops::Range<usize>) {
     skinny_body::<true>(p, dst, c)
 }
 
 #[inline(always)]
-fn skinny_body<const FMA: bool>(p: Skinny, dst: &Dst, c: std::ops::Range<usize>) {
+fn skinny_body<const FMA: bool>(p: Skinny, dst: &Out, c: std::ops::Range<usize>) {
     for j in c {
         let w = &p.rhs.data[j * p.rhs.cs..][..p.k];
         for i in 0..p.m {
@@ -209,7 +172,7 @@ fn skinny_body<const FMA: bool>(p: Skinny, dst: &Dst, c: std::ops::Range<usize>)
             let d = dot::<FMA>(x, w);
             // SAFETY: (i, j) is inside the m × n buffer and only this thread has column j.
             unsafe {
-                let o = dst.at(i * p.n + j);
+                let o = dst.ptr(i * p.n + j);
                 *o = if p.acc { *o + d } else { d };
             }
         }
@@ -248,8 +211,14 @@ pub unsafe fn gemm_serial(
 ) -> Result<()> {
     lhs.check(m, k, "left side")?;
     rhs.check(k, n, "right side")?;
+    gemm_raw((m, n, k), dst, dst_rs, acc, lhs, rhs);
+    Ok(())
+}
+
+/// `gemm_serial` without the checks: the caller has checked both views for these sizes.
+unsafe fn gemm_raw((m, n, k): (usize, usize, usize), dst: *mut f32, dst_rs: usize, acc: bool, lhs: View, rhs: View) {
     if m == 0 || n == 0 {
-        return Ok(());
+        return;
     }
     if k == 0 {
         if !acc {
@@ -257,7 +226,7 @@ pub unsafe fn gemm_serial(
                 std::slice::from_raw_parts_mut(dst.add(i * dst_rs), n).fill(0.0);
             }
         }
-        return Ok(());
+        return;
     }
     gemm::gemm(
         m,
@@ -280,5 +249,4 @@ pub unsafe fn gemm_serial(
         false,
         gemm::Parallelism::None,
     );
-    Ok(())
 }

@@ -50,22 +50,18 @@ impl Fwd {
 impl Linear {
     fn forward(&self, x: &Tensor, fwd: Fwd, rng: &Mutex<ChaCha8Rng>) -> candle_core::Result<Tensor> {
         match (&self.lora, fwd.adapter) {
-            (Some(l), true) if !(fwd.train && l.dropout > 0.0) => {
-                self.weight.lora_matmul_t(x, self.bias.as_ref(), l.a.as_tensor(), l.b.as_tensor(), l.scale)
+            (Some(l), true) => {
+                // Dropout sits on the adapter's input only.
+                let dropped = if fwd.train && l.dropout > 0.0 { Some(dropout(x, l.dropout, rng)?) } else { None };
+                let ab = (l.a.as_tensor(), l.b.as_tensor());
+                self.weight.lora_matmul_t(x, dropped.as_ref(), self.bias.as_ref(), ab, l.scale)
             }
-            (lora, adapter) => {
-                let mut y = self.weight.matmul_t(x)?;
-                if let Some(b) = &self.bias {
-                    y = y.broadcast_add(b)?;
+            _ => {
+                let y = self.weight.matmul_t(x)?;
+                match &self.bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
                 }
-                if let (Some(l), true) = (lora, adapter) {
-                    // Dropout sits on the adapter's input only, so the base and the adapter
-                    // see different inputs: composed ops.
-                    let x = dropout(x, l.dropout, rng)?;
-                    let low = (x.broadcast_matmul(&l.a.as_tensor().t()?)? * l.scale)?;
-                    y = (y + low.broadcast_matmul(&l.b.as_tensor().t()?)?)?;
-                }
-                Ok(y)
             }
         }
     }

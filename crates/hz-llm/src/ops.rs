@@ -86,7 +86,6 @@ pub type Heads = (usize, usize, usize);
 /// `q: [b, s, heads·d]`, `k, v: [b, s, kv_heads·d]` as the projections give them, rotary
 /// tables `cos, sin: [b, 1, s, d/2]`, additive `mask: [b, 1, s, s]` (constants). Returns
 /// `[b, s, heads·d]`. One fused op (`attention`) for f32 on the CPU.
-#[allow(clippy::too_many_arguments)]
 pub fn causal_attention(
     q: &Tensor,
     k: &Tensor,
@@ -253,26 +252,6 @@ fn pooled(x: &Tensor, w: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32 && w.is_contiguous()
 }
 
-/// The f32 values of a CPU storage.
-fn cpu_f32s<'a>(s: &'a CpuStorage, op: &str) -> candle_core::Result<&'a [f32]> {
-    match s {
-        CpuStorage::F32(v) => Ok(v),
-        other => candle_core::bail!("{op}: f32 only, got {:?}", candle_core::backend::BackendStorage::dtype(other)),
-    }
-}
-
-/// The contiguous f32 values a CPU storage and layout describe.
-fn storage_f32s<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
-    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("{op}: tensor is not contiguous") };
-    Ok(&cpu_f32s(s, op)?[a..b])
-}
-
-/// The same for a tensor's storage, which must be on the CPU.
-fn tensor_f32s<'a>(s: &'a candle_core::Storage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
-    let candle_core::Storage::Cpu(s) = s else { candle_core::bail!("{op}: tensor is not on the CPU") };
-    storage_f32s(s, l, op)
-}
-
 /// `(rows, width)` of a tensor read as a matrix over its last dimension.
 fn rows_width(dims: &[usize], op: &str) -> candle_core::Result<(usize, usize)> {
     match dims.split_last() {
@@ -282,19 +261,20 @@ fn rows_width(dims: &[usize], op: &str) -> candle_core::Result<(usize, usize)> {
 }
 
 impl BaseWeight {
-    /// A LoRA-adapted projection, `x Wᵀ (+ bias) + scale · (x Aᵀ) Bᵀ`, with gradients for `x`,
-    /// `A` and `B`. On the CPU in f32 over a dense base it is one op with a hand-written
+    /// A LoRA-adapted projection, `x Wᵀ (+ bias) + scale · (x' Aᵀ) Bᵀ`, with gradients for `x`,
+    /// `A` and `B`; `x'` is `adapter_input` (`x` after LoRA dropout) or `x` itself. Without
+    /// dropout, on the CPU in f32 over a dense base, it is one op with a hand-written
     /// backward: composed it is five graph nodes, and candle zero-fills and sums a gradient
     /// buffer for each of them.
     pub fn lora_matmul_t(
         &self,
         x: &Tensor,
+        adapter_input: Option<&Tensor>,
         bias: Option<&Tensor>,
-        a: &Tensor,
-        b: &Tensor,
+        (a, b): (&Tensor, &Tensor),
         scale: f64,
     ) -> candle_core::Result<Tensor> {
-        if let BaseWeight::Dense(w) = self {
+        if let (BaseWeight::Dense(w), None) = (self, adapter_input) {
             let consts_ok = bias.is_none_or(|t| pooled(x, t) && !t.track_op());
             if pooled(x, w) && pooled(x, a) && pooled(x, b) && consts_ok {
                 let op =
@@ -307,7 +287,7 @@ impl BaseWeight {
             y = y.broadcast_add(bias)?;
         }
         // The scale goes on the rank-r intermediate, r/out of the work of scaling the output.
-        let low = (x.broadcast_matmul(&a.t()?)? * scale)?;
+        let low = (adapter_input.unwrap_or(x).broadcast_matmul(&a.t()?)? * scale)?;
         y + low.broadcast_matmul(&b.t()?)?
     }
 }
@@ -356,15 +336,15 @@ impl candle_core::CustomOp3 for LoraMatmul {
         bl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (m, n, k, r) = self.dims(xl.dims(), al.dims(), bl.dims())?;
-        let x = storage_f32s(xs, xl, "lora-matmul")?;
-        let a = storage_f32s(as_, al, "lora-matmul")?;
-        let b = storage_f32s(bs, bl, "lora-matmul")?;
+        let x = fused::f32s(xs, xl, "lora-matmul")?;
+        let a = fused::f32s(as_, al, "lora-matmul")?;
+        let b = fused::f32s(bs, bl, "lora-matmul")?;
         let (ws, wl) = self.w.storage_and_layout();
-        let w = tensor_f32s(&ws, wl, "lora-matmul")?;
+        let w = fused::tensor_f32s(&ws, wl, "lora-matmul")?;
         let mut y = matmul::matmul(m, n, k, View { data: x, rs: k, cs: 1 }, View { data: w, rs: 1, cs: k })?;
         if let Some(bias) = &self.bias {
             let (bs, bl) = bias.storage_and_layout();
-            let bias = tensor_f32s(&bs, bl, "lora-matmul")?;
+            let bias = fused::tensor_f32s(&bs, bl, "lora-matmul")?;
             if bias.len() != n {
                 candle_core::bail!("lora-matmul: bias of {} values for {n} outputs", bias.len());
             }
@@ -397,8 +377,9 @@ impl candle_core::CustomOp3 for LoraMatmul {
         let (gs, gl) = dy.storage_and_layout();
         let (ws, wl) = self.w.storage_and_layout();
         let op = "lora-matmul";
-        let (xv, av, bv) = (tensor_f32s(&xs, xl, op)?, tensor_f32s(&as_, al, op)?, tensor_f32s(&bs, bl, op)?);
-        let (g, w) = (tensor_f32s(&gs, gl, op)?, tensor_f32s(&ws, wl, op)?);
+        let (xv, av, bv) =
+            (fused::tensor_f32s(&xs, xl, op)?, fused::tensor_f32s(&as_, al, op)?, fused::tensor_f32s(&bs, bl, op)?);
+        let (g, w) = (fused::tensor_f32s(&gs, gl, op)?, fused::tensor_f32s(&ws, wl, op)?);
         if g.len() != m * n {
             candle_core::bail!("lora-matmul: gradient of {} values for {m}x{n}", g.len());
         }
@@ -463,11 +444,11 @@ impl CustomOp1 for FrozenMatmul {
                 };
                 let mut shape = rest.to_vec();
                 shape.push(n);
-                let out = match (storage, wl.contiguous_offsets()) {
-                    (CpuStorage::F32(x), Some((w0, w1))) => {
+                let out = match (storage, ws, wl.contiguous_offsets()) {
+                    (CpuStorage::F32(x), CpuStorage::F32(wv), Some((w0, w1))) => {
                         let x = View { data: &x[start..end], rs: k, cs: 1 };
                         // Column j of Wᵀ is row j of W.
-                        let wt = View { data: &cpu_f32s(ws, "frozen-matmul")?[w0..w1], rs: 1, cs: k };
+                        let wt = View { data: &wv[w0..w1], rs: 1, cs: k };
                         CpuStorage::F32(matmul::matmul(m, n, k, x, wt)?)
                     }
                     _ => {
@@ -521,8 +502,8 @@ impl CustomOp1 for FrozenMatmul {
                 let dx = {
                     let (gs, gl) = dy.storage_and_layout();
                     let (ws, wl) = w.storage_and_layout();
-                    let g = View { data: tensor_f32s(&gs, gl, "frozen-matmul")?, rs: n, cs: 1 };
-                    let wv = View { data: tensor_f32s(&ws, wl, "frozen-matmul")?, rs: k, cs: 1 };
+                    let g = View { data: fused::tensor_f32s(&gs, gl, "frozen-matmul")?, rs: n, cs: 1 };
+                    let wv = View { data: fused::tensor_f32s(&ws, wl, "frozen-matmul")?, rs: k, cs: 1 };
                     matmul::matmul(m, k, n, g, wv)?
                 };
                 return Ok(Some(Tensor::from_vec(dx, shape, grad_res.device())?));

@@ -120,7 +120,7 @@ fn lora_projection_matches_composed_ops_in_value_and_all_three_gradients() {
         let scale = 1.75;
 
         let fused = BaseWeight::Dense(w.clone())
-            .lora_matmul_t(x.as_tensor(), bias.as_ref(), a.as_tensor(), b.as_tensor(), scale)
+            .lora_matmul_t(x.as_tensor(), None, bias.as_ref(), (a.as_tensor(), b.as_tensor()), scale)
             .unwrap();
         let mut composed = x.as_tensor().broadcast_matmul(&w.t().unwrap()).unwrap();
         if let Some(bias) = &bias {
@@ -147,6 +147,6 @@ fn lora_projection_refuses_adapter_matrices_of_the_wrong_shape() {
     let w = Tensor::zeros((6, 8), candle_core::DType::F32, &dev).unwrap();
     let a = Var::zeros((4, 8), candle_core::DType::F32, &dev).unwrap();
     let b = Var::zeros((6, 3), candle_core::DType::F32, &dev).unwrap();
-    let err = BaseWeight::Dense(w).lora_matmul_t(&x, None, a.as_tensor(), b.as_tensor(), 1.0).unwrap_err();
+    let err = BaseWeight::Dense(w).lora_matmul_t(&x, None, None, (a.as_tensor(), b.as_tensor()), 1.0).unwrap_err();
     assert!(err.to_string().contains("do not fit together"), "{err}");
 }

@@ -67,6 +67,11 @@ pub struct Pair {
 /// Errors name the file, the line and the field.
 pub fn load_pairs(path: &Path, chat: &ChatTokenizer) -> Result<Vec<Pair>, TrainError> {
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    parse_pairs(&text, path, chat)
+}
+
+/// The pairs in `text`, the contents of the file at `path` (named in errors).
+pub fn parse_pairs(text: &str, path: &Path, chat: &ChatTokenizer) -> Result<Vec<Pair>, TrainError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

@@ -340,13 +340,12 @@ impl Run {
         cfg.validate()?;
         std::fs::create_dir_all(dir.join("checkpoints")).map_err(|e| TrainError::io(dir, e))?;
         let run_path = dir.join("run.json");
-        let pairs_sha256 = match (&cfg.algo, &cfg.dpo.pairs) {
-            (Algo::Dpo, Some(p)) => {
-                let bytes = std::fs::read(p).map_err(|e| TrainError::io(p, e))?;
-                Some(hex::encode(Sha256::digest(&bytes)))
-            }
+        // Read once: fingerprinted for the resume check, then parsed.
+        let pairs_text = match (&cfg.algo, &cfg.dpo.pairs) {
+            (Algo::Dpo, Some(p)) => Some((p, std::fs::read_to_string(p).map_err(|e| TrainError::io(p, e))?)),
             _ => None,
         };
+        let pairs_sha256 = pairs_text.as_ref().map(|(_, text)| hex::encode(Sha256::digest(text.as_bytes())));
         if run_path.exists() {
             check_same_run(&run_path, &cfg, &identity, pairs_sha256.as_deref())?;
         }
@@ -355,9 +354,9 @@ impl Run {
         let text = serde_json::to_string_pretty(&file).map_err(|e| TrainError::Run(format!("run.json: {e}")))?;
         write_atomic(&run_path, text.as_bytes())?;
 
-        let pairs = match (&cfg.algo, &cfg.dpo.pairs) {
-            (Algo::Dpo, Some(p)) => dpo::load_pairs(p, &chat)?,
-            _ => Vec::new(),
+        let pairs = match &pairs_text {
+            Some((path, text)) => dpo::parse_pairs(text, path, &chat)?,
+            None => Vec::new(),
         };
         let latest = latest_checkpoint(dir)?;
         let (head, opt, next_step) = match &latest {
