@@ -204,11 +204,13 @@ pub fn run(args: TrainArgs) -> Result<bool> {
     }
     let identity = RunIdentity { gym: gym.id().to_hex(), model: model_identity(&args.model)? };
 
+    let (model, chat) = hz_serve::Engine::load(&args.model)?.into_parts();
     // The overseer: the given endpoint, or by default the base model itself served on
-    // loopback when the gym asks for judgements.
+    // loopback when the gym asks for judgements. It shares the policy's base weights (the
+    // adapter is attached to the policy only), so the model sits in memory once.
     let mut runtime = args.runtime.clone();
     let _judge = if runtime.overseer_url.is_none() && uses_overseer(&gym) {
-        let engine = hz_serve::Engine::load(&args.model)?;
+        let engine = hz_serve::Engine::new(model.base_copy(), hz_serve::load_chat(&args.model)?);
         let server = hz_serve::Server::start(engine, "127.0.0.1:0", hz_serve::ServeConfig::new("overseer"))?;
         eprintln!("overseer: the base model at {}", server.base_url());
         runtime.overseer_url = Some(server.base_url());
@@ -218,7 +220,6 @@ pub fn run(args: TrainArgs) -> Result<bool> {
         None
     };
     let face = GymFace::new(gym, runtime.config())?;
-    let (model, chat) = hz_serve::Engine::load(&args.model)?.into_parts();
     let mut run = Run::open(&out, cfg.clone(), identity.clone(), model, chat, face)?;
     if let Some(s) = run.resumed_from() {
         eprintln!("resuming {} from step {s} of {}", out.display(), cfg.steps);

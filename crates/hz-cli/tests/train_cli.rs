@@ -14,8 +14,12 @@ fn hz() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hz"))
 }
 
+fn template(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../gym-templates/{name}/{name}.gym.json"))
+}
+
 fn gym() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../gym-templates/email-triage/email-triage.gym.json")
+    template("email-triage")
 }
 
 fn tiny_model(dir: &Path) {
@@ -27,8 +31,12 @@ fn tiny_model(dir: &Path) {
 }
 
 fn train(model: &Path, out: &Path, data: &Path, steps: u64, extra: &[&str]) -> Command {
+    train_on(&gym(), model, out, data, steps, extra)
+}
+
+fn train_on(gym: &Path, model: &Path, out: &Path, data: &Path, steps: u64, extra: &[&str]) -> Command {
     let mut c = hz();
-    c.args(["train", "--gym"]).arg(gym()).arg("--model").arg(model).arg("--out").arg(out);
+    c.args(["train", "--gym"]).arg(gym).arg("--model").arg(model).arg("--out").arg(out);
     c.args(["--seed", "11", "--lr", "0.01", "--group-size", "2", "--prompts-per-step", "1"]);
     c.args(["--max-new-tokens", "8", "--max-turns", "1", "--checkpoint-every", "1", "--quiet"]);
     c.args(["--steps", &steps.to_string()]).args(extra);
@@ -239,4 +247,63 @@ fn ppo_and_dpo_runs_resume_exactly_from_their_checkpoints() {
             std::fs::write(path, kept).unwrap();
         }
     }
+}
+
+/// `--model FILE.gguf`: a quantized base trains from the command line as a folder does. The
+/// default overseer serves the same file, the run resumes from its checkpoint, the adapter
+/// moved off its zero start, and a resume on another model file is refused with nothing lost.
+#[test]
+fn a_gguf_model_trains_and_resumes_from_the_command_line() {
+    use candle_core::quantized::GgmlDType;
+    use hz_llm::tiny::{write_gguf, GgufOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let (hf, data) = (tmp.path().join("hf"), tmp.path().join("data"));
+    tiny_model(&hf);
+    let gguf = tmp.path().join("tiny-q8.gguf");
+    write_gguf(&hf, &gguf, &GgufOptions::new(GgmlDType::Q8_0)).unwrap();
+    // A gym with an overseer node, so the default judge is the GGUF file served on loopback.
+    let gym = template("customer-support");
+    let run = tmp.path().join("run");
+    let text = ok(train_on(&gym, &gguf, &run, &data, 1, &["--no-index"]));
+    assert!(text.contains("overseer: the base model at http://127.0.0.1:"), "{text}");
+    let text = ok(train_on(&gym, &gguf, &run, &data, 2, &["--no-index"]));
+    assert!(text.contains("resuming") && text.contains("adapter:"), "{text}");
+    assert_eq!(metrics(&run).iter().map(|m| m["step"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1]);
+
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("adapter").join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["peft_type"], "LORA");
+
+    // A random policy's rollouts all score alike, so GRPO has nothing to push on at first;
+    // DPO does from its first step: gradients reach the adapter through the quantized base.
+    let pairs = tmp.path().join("pairs.jsonl");
+    std::fs::write(
+        &pairs,
+        serde_json::json!({"prompt": "Where is order 7?", "chosen": "lookup_order 7", "rejected": "no idea"})
+            .to_string(),
+    )
+    .unwrap();
+    let dpo = tmp.path().join("dpo");
+    let pairs = pairs.display().to_string();
+    ok(train_on(&gym, &gguf, &dpo, &data, 1, &["--no-index", "--algo", "dpo", "--pairs", &pairs]));
+    let w = candle_core::safetensors::load(
+        dpo.join("adapter").join("adapter_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let moved = w
+        .iter()
+        .filter(|(k, _)| k.contains("lora_B"))
+        .map(|(_, t)| t.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap())
+        .fold(0.0f32, f32::max);
+    assert!(moved > 0.0, "no LoRA B matrix moved from zero in a DPO step on the GGUF base");
+
+    // The same weights in another file type are another model: the resume is refused.
+    let other = tmp.path().join("tiny-f32.gguf");
+    write_gguf(&hf, &other, &GgufOptions::new(GgmlDType::F32)).unwrap();
+    let out = train_on(&gym, &other, &run, &data, 3, &["--no-index"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("tiny-q8@") && err.contains("tiny-f32@"), "{err}");
+    assert_eq!(metrics(&run).len(), 2, "the refused resume changed nothing");
 }

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 pub use hz_peft::LoraConfig;
 
 /// A LoRA pair on one projection: `y += scale · dropout(x) Aᵀ Bᵀ`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LoraLayer {
     pub a: Var,
     pub b: Var,
@@ -22,7 +22,7 @@ pub struct LoraLayer {
     pub dropout: f64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Linear {
     pub name: String,
     pub weight: BaseWeight,
@@ -80,7 +80,7 @@ fn dropout(x: &Tensor, p: f64, rng: &Mutex<ChaCha8Rng>) -> candle_core::Result<T
     x.mul(&mask)
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Attention {
     q: Linear,
     k: Linear,
@@ -90,7 +90,7 @@ struct Attention {
     k_norm: Option<Tensor>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Layer {
     attn: Attention,
     gate: Linear,
@@ -333,6 +333,40 @@ impl Model {
 
     fn linears(&self) -> impl Iterator<Item = &Linear> {
         self.layers.iter().flat_map(|l| [&l.attn.q, &l.attn.k, &l.attn.v, &l.attn.o, &l.gate, &l.up, &l.down])
+    }
+
+    /// The base model without any adapter, sharing this model's weights (tensors are
+    /// reference-counted: nothing is copied). The default overseer judges with it while this
+    /// model trains, without a second copy of the weights in memory.
+    pub fn base_copy(&self) -> Model {
+        let mut copy = Model {
+            config: self.config.clone(),
+            device: self.device.clone(),
+            dtype: self.dtype,
+            embed: self.embed.clone(),
+            layers: self.layers.clone(),
+            norm: self.norm.clone(),
+            lm_head: self.lm_head.clone(),
+            lora_config: None,
+            dropout_rng: Mutex::new(ChaCha8Rng::seed_from_u64(0)),
+        };
+        for lin in copy.linears_mut() {
+            lin.lora = None;
+        }
+        copy
+    }
+
+    /// Whether `other` holds the very same base weight tensors (not equal copies).
+    pub fn shares_base_with(&self, other: &Model) -> bool {
+        let same = |a: &BaseWeight, b: &BaseWeight| match (a, b) {
+            (BaseWeight::Dense(x), BaseWeight::Dense(y)) => x.id() == y.id(),
+            (BaseWeight::Quant(x), BaseWeight::Quant(y)) => std::sync::Arc::ptr_eq(x, y),
+            _ => false,
+        };
+        self.embed.id() == other.embed.id()
+            && same(&self.lm_head, &other.lm_head)
+            && self.linears().count() == other.linears().count()
+            && self.linears().zip(other.linears()).all(|(a, b)| same(&a.weight, &b.weight))
     }
 
     /// Attach fresh LoRA layers (A uniform in ±1/sqrt(in) as PEFT's Kaiming init, B zero, so the

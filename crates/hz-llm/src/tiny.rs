@@ -15,6 +15,9 @@ use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
+mod gguf;
+pub use gguf::{write_gguf, GgufOptions};
+
 /// The shape of a small model.
 #[derive(Debug, Clone)]
 pub struct TinySpec {

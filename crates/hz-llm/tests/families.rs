@@ -230,6 +230,16 @@ fn adapter_off_is_the_base_and_on_changes_logits() {
     let off = nll(&model, &rows, Fwd::REFERENCE).to_scalar::<f32>().unwrap();
     assert!((off - l0).abs() < 1e-5, "reference (adapter off) must equal the base: {off} vs {l0}");
     assert!((on - l0).abs() > 1e-3, "adapter on must change the loss: {on} vs {l0}");
+    // The base copy (the default judge's model) shares the weights, not a copy of them, and
+    // is the base whatever the adapter does, with or without `Fwd::adapter`.
+    let copy = model.base_copy();
+    assert!(copy.shares_base_with(&model), "base_copy must share the weight tensors");
+    assert!(!base.shares_base_with(&model), "a second load holds its own tensors");
+    assert!(copy.lora_vars().is_empty());
+    for fwd in [Fwd::POLICY, Fwd::REFERENCE] {
+        let c = nll(&copy, &rows, fwd).to_scalar::<f32>().unwrap();
+        assert!((c - l0).abs() < 1e-5, "base copy {c} vs base {l0}");
+    }
 }
 
 /// Finite differences against backprop, in f64 on a small model, for entries of A and B in

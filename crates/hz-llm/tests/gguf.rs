@@ -1,5 +1,5 @@
-//! GGUF loading, by behaviour: a tiny model written in Hugging Face layout is converted here
-//! into GGUF the way llama.cpp's converter lays it out (names, Llama Q/K row permutation,
+//! GGUF loading, by behaviour: a tiny model written in Hugging Face layout is converted
+//! (`tiny::write_gguf`) into GGUF the way llama.cpp's converter lays it out (names, Llama Q/K row permutation,
 //! Gemma norms with +1, the vocabulary in the metadata), and loading that file must give the
 //! Hugging Face model back: the same logits (F32), nearly the same (Q8_0), LoRA gradients
 //! through the quantized base, and a tokenizer that encodes as `tokenizer.json` does.
@@ -8,7 +8,7 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use hz_llm::gguf::Gguf;
-use hz_llm::tiny::{train_tokenizer, write_model, TinySpec};
+use hz_llm::tiny::{train_tokenizer, write_model, GgufOptions, TinySpec};
 use hz_llm::{Family, Fwd, Input, LlmError, LoraConfig, Model};
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,178 +27,20 @@ fn make_hf(dir: &Path, family: Family, seed: u64) -> TinySpec {
     write_model(dir, &spec, &tok, seed).expect("write model")
 }
 
-fn arch(family: Family) -> &'static str {
-    family.name()
-}
-
-/// llama.cpp's Llama Q/K layout: within each head, rows of the first and second half
-/// interleave (GGUF row 2i + j is Hugging Face row j·d/2 + i).
-fn permute_rows(t: &Tensor, heads: usize) -> Tensor {
-    let rows = t.dims()[0];
-    let d = rows / heads;
-    let order: Vec<u32> = (0..rows).map(|g| (g / d * d + (g % d % 2) * (d / 2) + (g % d) / 2) as u32).collect();
-    t.index_select(&Tensor::from_vec(order, rows, &Device::Cpu).unwrap(), 0).unwrap()
-}
-
-/// Options for [`write_gguf`].
-struct Conv {
-    /// The type of 2-D projection matrices (and the embedding).
-    matrices: GgmlDType,
-    /// Metadata keys to leave out.
-    drop: Vec<&'static str>,
-    chat_template: Option<&'static str>,
-    /// Store the matrices as F32 after a round trip through `matrices` (the weights a
-    /// quantized file holds, as a dense base).
-    dequantized: bool,
-}
+/// The conversion options the tests use.
+struct Conv;
 
 impl Conv {
-    fn f32() -> Self {
-        Self { matrices: GgmlDType::F32, drop: Vec::new(), chat_template: None, dequantized: false }
+    fn f32() -> GgufOptions {
+        GgufOptions::new(GgmlDType::F32)
     }
-    fn q8() -> Self {
-        Self { matrices: GgmlDType::Q8_0, drop: Vec::new(), chat_template: None, dequantized: false }
+    fn q8() -> GgufOptions {
+        GgufOptions::new(GgmlDType::Q8_0)
     }
 }
 
-/// Convert the tiny Hugging Face folder `dir` into a GGUF file `out`.
-fn write_gguf(dir: &Path, out: &Path, conv: &Conv) {
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    let family = match cfg["model_type"].as_str().unwrap() {
-        "llama" => Family::Llama,
-        "qwen2" => Family::Qwen2,
-        _ => Family::Gemma3,
-    };
-    let a = arch(family);
-    let u = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
-    let mut meta: Vec<(String, Value)> = vec![
-        ("general.architecture".into(), Value::String(a.into())),
-        (format!("{a}.block_count"), u("num_hidden_layers")),
-        (format!("{a}.context_length"), u("max_position_embeddings")),
-        (format!("{a}.embedding_length"), u("hidden_size")),
-        (format!("{a}.feed_forward_length"), u("intermediate_size")),
-        (format!("{a}.attention.head_count"), u("num_attention_heads")),
-        (format!("{a}.attention.head_count_kv"), u("num_key_value_heads")),
-        (format!("{a}.attention.key_length"), u("head_dim")),
-        (format!("{a}.attention.value_length"), u("head_dim")),
-        (format!("{a}.rope.dimension_count"), u("head_dim")),
-        (format!("{a}.rope.freq_base"), Value::F32(cfg["rope_theta"].as_f64().unwrap() as f32)),
-        (format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(cfg["rms_norm_eps"].as_f64().unwrap() as f32)),
-    ];
-    if family == Family::Gemma3 {
-        meta.push((format!("{a}.attention.sliding_window"), u("sliding_window")));
-        meta.push((format!("{a}.attention.sliding_window_pattern"), u("sliding_window_pattern")));
-        meta.push((
-            format!("{a}.rope.freq_base_swa"),
-            Value::F32(cfg["rope_local_base_freq"].as_f64().unwrap() as f32),
-        ));
-    }
-    // The vocabulary, as llama.cpp stores a byte-level BPE tokenizer.
-    let tj: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer.json")).unwrap()).unwrap();
-    let mut vocab: Vec<(String, u32)> = tj["model"]["vocab"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_u64().unwrap() as u32))
-        .collect();
-    vocab.sort_by_key(|(_, i)| *i);
-    let specials: Vec<u32> = tj["added_tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["special"].as_bool() == Some(true))
-        .map(|t| t["id"].as_u64().unwrap() as u32)
-        .collect();
-    let merges: Vec<Value> = tj["model"]["merges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| match m {
-            serde_json::Value::String(s) => Value::String(s.clone()),
-            serde_json::Value::Array(p) => {
-                Value::String(format!("{} {}", p[0].as_str().unwrap(), p[1].as_str().unwrap()))
-            }
-            other => panic!("merge {other}"),
-        })
-        .collect();
-    meta.push(("tokenizer.ggml.model".into(), Value::String("gpt2".into())));
-    meta.push(("tokenizer.ggml.pre".into(), Value::String("default".into())));
-    meta.push((
-        "tokenizer.ggml.tokens".into(),
-        Value::Array(vocab.iter().map(|(t, _)| Value::String(t.clone())).collect()),
-    ));
-    meta.push((
-        "tokenizer.ggml.token_type".into(),
-        Value::Array(vocab.iter().map(|(_, i)| Value::I32(if specials.contains(i) { 3 } else { 1 })).collect()),
-    ));
-    meta.push(("tokenizer.ggml.merges".into(), Value::Array(merges)));
-    meta.push(("tokenizer.ggml.bos_token_id".into(), u("bos_token_id")));
-    meta.push(("tokenizer.ggml.eos_token_id".into(), u("eos_token_id")));
-    if let Some(t) = conv.chat_template {
-        meta.push(("tokenizer.chat_template".into(), Value::String(t.into())));
-    }
-    meta.retain(|(k, _)| !conv.drop.contains(&k.as_str()));
-
-    let w = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
-    let (heads, kv_heads) =
-        (cfg["num_attention_heads"].as_u64().unwrap() as usize, cfg["num_key_value_heads"].as_u64().unwrap() as usize);
-    let gemma = family == Family::Gemma3;
-    let mut tensors: Vec<(String, QTensor)> = Vec::new();
-    for (hf, t) in &w {
-        let (name, mut t) = (gguf_name(hf, gemma), t.clone());
-        if family == Family::Llama && hf.ends_with("q_proj.weight") {
-            t = permute_rows(&t, heads);
-        }
-        if family == Family::Llama && hf.ends_with("k_proj.weight") {
-            t = permute_rows(&t, kv_heads);
-        }
-        if gemma && hf.ends_with("norm.weight") {
-            t = (t + 1.0).unwrap();
-        }
-        let dtype = if t.rank() == 2 { conv.matrices } else { GgmlDType::F32 };
-        let mut q = QTensor::quantize(&t, dtype).unwrap();
-        if conv.dequantized {
-            q = QTensor::quantize(&q.dequantize(&Device::Cpu).unwrap(), GgmlDType::F32).unwrap();
-        }
-        tensors.push((name, q));
-    }
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let mut f = std::fs::File::create(out).unwrap();
-    gguf_file::write(&mut f, &meta_refs, &tensor_refs).unwrap();
-}
-
-fn gguf_name(hf: &str, gemma: bool) -> String {
-    match hf {
-        "model.embed_tokens.weight" => return "token_embd.weight".into(),
-        "model.norm.weight" => return "output_norm.weight".into(),
-        "lm_head.weight" => return "output.weight".into(),
-        _ => {}
-    }
-    let rest = hf.strip_prefix("model.layers.").unwrap();
-    let (layer, rest) = rest.split_once('.').unwrap();
-    let (module, kind) = rest.rsplit_once('.').unwrap();
-    let g = match module {
-        "self_attn.q_proj" => "attn_q",
-        "self_attn.k_proj" => "attn_k",
-        "self_attn.v_proj" => "attn_v",
-        "self_attn.o_proj" => "attn_output",
-        "self_attn.q_norm" => "attn_q_norm",
-        "self_attn.k_norm" => "attn_k_norm",
-        "mlp.gate_proj" => "ffn_gate",
-        "mlp.up_proj" => "ffn_up",
-        "mlp.down_proj" => "ffn_down",
-        "input_layernorm" => "attn_norm",
-        "post_attention_layernorm" if gemma => "post_attention_norm",
-        "post_attention_layernorm" => "ffn_norm",
-        "pre_feedforward_layernorm" => "ffn_norm",
-        "post_feedforward_layernorm" => "post_ffw_norm",
-        other => panic!("unmapped {other}"),
-    };
-    format!("blk.{layer}.{g}.{kind}")
+fn write_gguf(dir: &Path, out: &Path, opts: &GgufOptions) {
+    hz_llm::tiny::write_gguf(dir, out, opts).expect("convert to GGUF");
 }
 
 fn logits(model: &Model, tokens: &[u32]) -> Vec<Vec<f32>> {
@@ -340,7 +182,7 @@ fn a_lora_step_through_the_quantized_base_gets_the_dense_gradients() {
         write_gguf(dir.path(), &file, &Conv::q8());
         // The same weights as a dense base: only the op differs.
         let same = dir.path().join("model-q8_0-as-f32.gguf");
-        write_gguf(dir.path(), &same, &Conv { dequantized: true, ..Conv::q8() });
+        write_gguf(dir.path(), &same, &GgufOptions { dequantized: true, ..Conv::q8() });
         let quant = lora_grads(&mut load(&file));
         let dense_same = lora_grads(&mut load(&same));
         let dense_hf = lora_grads(&mut load(dir.path()));
@@ -430,7 +272,7 @@ fn the_chat_template_and_special_tokens_come_from_the_metadata() {
     make_hf(dir.path(), Family::Qwen2, 26);
     let file = dir.path().join("model.gguf");
     let template = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}";
-    write_gguf(dir.path(), &file, &Conv { chat_template: Some(template), ..Conv::f32() });
+    write_gguf(dir.path(), &file, &GgufOptions { chat_template: Some(template.into()), ..Conv::f32() });
     let g = Gguf::open(&file).unwrap();
     assert_eq!(g.chat_template(), Some(template));
     assert_eq!(g.special_token("bos").as_deref(), Some("<|bos|>"));
@@ -446,13 +288,13 @@ fn a_missing_or_unsupported_metadata_key_is_named() {
     make_hf(dir.path(), Family::Llama, 27);
     for key in ["llama.attention.head_count", "llama.block_count", "llama.attention.layer_norm_rms_epsilon"] {
         let file = dir.path().join("broken.gguf");
-        write_gguf(dir.path(), &file, &Conv { drop: vec![key], ..Conv::f32() });
+        write_gguf(dir.path(), &file, &GgufOptions { drop: vec![key.into()], ..Conv::f32() });
         let e = hz_llm::load::load_model(&file, &Device::Cpu, DType::F32).unwrap_err();
         assert!(matches!(&e, LlmError::Gguf { key: k, .. } if k == key), "{key}: {e}");
         assert!(e.to_string().contains(key), "{e}");
     }
     let file = dir.path().join("notok.gguf");
-    write_gguf(dir.path(), &file, &Conv { drop: vec!["tokenizer.ggml.tokens"], ..Conv::f32() });
+    write_gguf(dir.path(), &file, &GgufOptions { drop: vec!["tokenizer.ggml.tokens".into()], ..Conv::f32() });
     let e = Gguf::open(&file).unwrap().tokenizer().unwrap_err();
     assert!(e.to_string().contains("tokenizer.ggml.tokens"), "{e}");
     // Not a GGUF at all: the folder loader's error, not a GGUF one.

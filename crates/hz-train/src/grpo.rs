@@ -125,7 +125,11 @@ pub fn update(
     let (adv, flat_groups) = group_advantages(&rewards, cfg.group_size, 1e-6);
     let mut m = summarize(step, episodes);
     m.flat_groups = flat_groups;
-    // Episodes with zero advantage carry only the KL term; with β = 0 they are skipped.
+    // Episodes with zero advantage carry only the KL term; with β = 0 they are skipped. A
+    // step whose groups are all flat is skipped whole, as DAPO's dynamic sampling drops such
+    // groups: it has no learning signal, and an Adam step on the KL gradient alone is
+    // normalised up to a full-size step of sampling noise (tried: on the learning test it
+    // drove the policy into a degenerate answer that the KL term never pulled back).
     let chosen: Vec<usize> = (0..episodes.len())
         .filter(|&i| (adv[i] != 0.0 || cfg.pg.kl_beta > 0.0) && episodes[i].mask.iter().any(|&b| b))
         .collect();

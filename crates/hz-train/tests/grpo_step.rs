@@ -1,6 +1,7 @@
 //! One GRPO step end to end on a template gym with a tiny model the test writes: episodes
 //! come back with policy-only masks and the gym's itemised rewards, and an update moves the
-//! adapter when a group has reward spread.
+//! adapter when a group has reward spread; a step whose groups are all flat is skipped, and
+//! flat groups in a step that runs still carry their KL term.
 
 use candle_core::{DType, Device};
 use hz_chat::{Builtin, ChatTokenizer};
@@ -47,15 +48,16 @@ fn a_grpo_step_rolls_out_masks_policy_tokens_and_updates_the_adapter() {
     let snapshot = || -> Vec<f32> { vars[1].as_tensor().flatten_all().unwrap().to_vec1().unwrap() };
     let mut opt = AdamW::new(vars.clone(), AdamWConfig { lr: 1e-2, ..AdamWConfig::default() }).unwrap();
 
-    // Equal rewards in every group: no signal, no update (and no division by zero).
-    let mut flat = episodes.clone();
-    for e in flat.iter_mut() {
-        e.reward = -0.6;
-    }
+    // Equal rewards in every group at the reference: no signal and no KL to pull back, so
+    // the adapter stays put (and nothing is divided by zero).
+    let flat = |eps: &[hz_train::rollout::Episode]| -> Vec<hz_train::rollout::Episode> {
+        eps.iter().cloned().map(|e| hz_train::rollout::Episode { reward: -0.6, ..e }).collect()
+    };
     let before = snapshot();
-    let m = grpo::update(&model, &mut opt, &cfg, &flat, 0).unwrap();
+    let m = grpo::update(&model, &mut opt, &cfg, &flat(&episodes), 0).unwrap();
     assert_eq!(m.flat_groups, 2);
-    assert_eq!(snapshot(), before, "flat groups must leave the adapter alone");
+    assert!(m.kl.abs() < 1e-6, "at the reference: KL {}", m.kl);
+    assert_eq!(snapshot(), before, "flat groups at the reference must leave the adapter alone");
 
     // Spread within the groups: the adapter moves, starting from the reference (KL 0).
     let mut spread = episodes.clone();
@@ -68,4 +70,20 @@ fn a_grpo_step_rolls_out_masks_policy_tokens_and_updates_the_adapter() {
     assert!(m.kl.abs() < 1e-6, "the first update starts at the reference: KL {}", m.kl);
     assert!(m.trained_tokens > 0);
     assert_ne!(snapshot(), before, "an update with reward spread must move the adapter");
+    grpo::update(&model, &mut opt, &cfg, &spread, 1).unwrap();
+
+    // Now the policy has drifted, and every group is flat: the step has no learning signal
+    // and is skipped whole, with β > 0 too (the KL term alone is not worth an Adam step).
+    let drifted = snapshot();
+    let m = grpo::update(&model, &mut opt, &cfg, &flat(&episodes), 2).unwrap();
+    assert_eq!(m.flat_groups, 2);
+    assert_eq!((m.trained_tokens, snapshot() == drifted), (0, true), "no signal, no update: {m:?}");
+    // One group with spread is enough for the step to run, the flat one carrying its KL term.
+    let mut half = flat(&episodes);
+    half[0].reward = 1.0;
+    let m = grpo::update(&model, &mut opt, &cfg, &half, 3).unwrap();
+    assert_eq!(m.flat_groups, 1);
+    assert!(m.kl > 1e-6 && m.grad_norm > 0.0, "a drifted policy has KL and a gradient: {m:?}");
+    assert_eq!(m.trained_tokens, episodes.iter().map(|e| e.tokens.len()).sum::<usize>(), "all 8 episodes train");
+    assert_ne!(snapshot(), drifted);
 }
