@@ -364,8 +364,9 @@ impl CustomOp2 for MaskedSoftmax {
 }
 
 /// `row = softmax(row · scale + mask)` in place; a row whose keys are all masked comes out
-/// uniform, not NaN (the mask is large and finite).
-pub(crate) fn masked_softmax_row(row: &mut [f32], mask: &[f32], scale: f32) {
+/// uniform, not NaN (the mask is large and finite). Returns the row's maximum and the
+/// reciprocal of its sum, from which [`softmax_row_again`] recomputes the same values.
+pub(crate) fn masked_softmax_row(row: &mut [f32], mask: &[f32], scale: f32) -> (f32, f32) {
     let mut mx = f32::NEG_INFINITY;
     for (x, &m) in row.iter_mut().zip(mask) {
         *x = *x * scale + m;
@@ -378,6 +379,15 @@ pub(crate) fn masked_softmax_row(row: &mut [f32], mask: &[f32], scale: f32) {
     }
     let inv = 1.0 / sum;
     row.iter_mut().for_each(|x| *x *= inv);
+    (mx, inv)
+}
+
+/// [`masked_softmax_row`] again from the raw scores and its `(max, 1/sum)`: the same float
+/// operations in the same order, so the same values bit for bit.
+pub(crate) fn softmax_row_again(row: &mut [f32], mask: &[f32], scale: f32, (mx, inv): (f32, f32)) {
+    for (x, &m) in row.iter_mut().zip(mask) {
+        *x = (*x * scale + m - mx).exp() * inv;
+    }
 }
 
 /// The softmax backward in place: `g ← scale · y ⊙ (g − Σ g⊙y)` from the output `y`.

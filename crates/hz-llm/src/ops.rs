@@ -240,6 +240,9 @@ impl BaseWeight {
             return match self {
                 BaseWeight::Dense(w) if pooled(x, w) => x.contiguous()?.apply_op1_no_bwd(&FrozenMatmul(self.clone())),
                 BaseWeight::Dense(w) => x.broadcast_matmul(&w.t()?),
+                BaseWeight::Quant(_) if x.device().is_cpu() && x.dtype() == DType::F32 => {
+                    x.contiguous()?.apply_op1_no_bwd(&FrozenMatmul(self.clone()))
+                }
                 BaseWeight::Quant(q) => x.apply_op1_no_bwd(q.as_ref()),
             };
         }
@@ -404,6 +407,42 @@ impl candle_core::CustomOp3 for LoraMatmul {
     }
 }
 
+/// Products with at least this many input rows run on a dequantized copy of a quantized
+/// weight (see `FrozenMatmul::cpu_fwd`).
+const DEQUANTIZED_ROWS: usize = 32;
+
+/// `x Wᵀ` straight on the storage for a dense CPU weight.
+fn frozen_dense_fwd(w: &Tensor, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    use candle_core::backend::BackendStorage;
+    let dims = layout.dims();
+    let Some((&k, rest)) = dims.split_last() else { candle_core::bail!("frozen-matmul: scalar input") };
+    let m: usize = rest.iter().product();
+    let (ws, wl) = w.storage_and_layout();
+    let candle_core::Storage::Cpu(ws) = &*ws else { candle_core::bail!("frozen-matmul: weight is not on the CPU") };
+    let (n, wk) = w.dims2()?;
+    if wk != k {
+        candle_core::bail!("frozen-matmul: input width {k}, weight {:?}", w.dims());
+    }
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("frozen-matmul: input is not contiguous")
+    };
+    let mut shape = rest.to_vec();
+    shape.push(n);
+    let out = match (storage, ws, wl.contiguous_offsets()) {
+        (CpuStorage::F32(x), CpuStorage::F32(wv), Some((w0, w1))) => {
+            let x = View { data: &x[start..end], rs: k, cs: 1 };
+            // Column j of Wᵀ is row j of W.
+            let wt = View { data: &wv[w0..w1], rs: 1, cs: k };
+            CpuStorage::F32(matmul::matmul(m, n, k, x, wt)?)
+        }
+        _ => {
+            let lhs = Layout::contiguous_with_offset((m, k), start);
+            storage.matmul(ws, (1, m, n, k), &lhs, &wl.transpose(0, 1)?)?
+        }
+    };
+    Ok((out, Shape::from(shape)))
+}
+
 struct FrozenMatmul(BaseWeight);
 
 impl FrozenMatmul {
@@ -424,40 +463,17 @@ impl CustomOp1 for FrozenMatmul {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         // Straight on the storage: going through a Tensor would copy the input in and the
         // output out (for the LM head, a [tokens, vocab] copy every pass).
-        use candle_core::backend::BackendStorage;
-        let dims = layout.dims();
-        let Some((&k, rest)) = dims.split_last() else { candle_core::bail!("frozen-matmul: scalar input") };
-        let m: usize = rest.iter().product();
+        let m = layout.dims().split_last().map_or(0, |(_, rest)| rest.iter().product::<usize>());
         match &self.0 {
-            BaseWeight::Quant(q) => q.cpu_fwd(storage, layout),
-            BaseWeight::Dense(w) => {
-                let (ws, wl) = w.storage_and_layout();
-                let candle_core::Storage::Cpu(ws) = &*ws else {
-                    candle_core::bail!("frozen-matmul: weight is not on the CPU")
-                };
-                let (n, wk) = w.dims2()?;
-                if wk != k {
-                    candle_core::bail!("frozen-matmul: input width {k}, weight {:?}", w.dims());
-                }
-                let Some((start, end)) = layout.contiguous_offsets() else {
-                    candle_core::bail!("frozen-matmul: input is not contiguous")
-                };
-                let mut shape = rest.to_vec();
-                shape.push(n);
-                let out = match (storage, ws, wl.contiguous_offsets()) {
-                    (CpuStorage::F32(x), CpuStorage::F32(wv), Some((w0, w1))) => {
-                        let x = View { data: &x[start..end], rs: k, cs: 1 };
-                        // Column j of Wᵀ is row j of W.
-                        let wt = View { data: &wv[w0..w1], rs: 1, cs: k };
-                        CpuStorage::F32(matmul::matmul(m, n, k, x, wt)?)
-                    }
-                    _ => {
-                        let lhs = Layout::contiguous_with_offset((m, k), start);
-                        storage.matmul(ws, (1, m, n, k), &lhs, &wl.transpose(0, 1)?)?
-                    }
-                };
-                Ok((out, Shape::from(shape)))
+            // Many rows (a prefill, a scoring pass): dequantize the weight once and run the
+            // f32 gemm, as llama.cpp does for batches. candle's quantized kernel quantizes
+            // every input row and runs block dot products at a third of gemm's rate; the
+            // dequantization costs one pass over the weight, 1/m of the product.
+            BaseWeight::Quant(q) if m >= DEQUANTIZED_ROWS && matches!(storage, CpuStorage::F32(_)) => {
+                frozen_dense_fwd(&q.dequantize(&candle_core::Device::Cpu)?, storage, layout)
             }
+            BaseWeight::Quant(q) => q.cpu_fwd(storage, layout),
+            BaseWeight::Dense(w) => frozen_dense_fwd(w, storage, layout),
         }
     }
 

@@ -206,6 +206,24 @@ fn a_lora_step_through_the_quantized_base_gets_the_dense_gradients() {
     }
 }
 
+/// Passes of 32 rows and more run a quantized base on its dequantized weights (gemm) rather
+/// than candle's kernel, which also rounds the activations to 8 bits: such a pass gives the
+/// logits of the same weights stored dense, while a short pass differs by that rounding.
+#[test]
+fn long_passes_over_a_quantized_base_compute_on_the_dequantized_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    make_hf(dir.path(), Family::Qwen2, 25);
+    let (file, same) = (dir.path().join("q8.gguf"), dir.path().join("q8-as-f32.gguf"));
+    write_gguf(dir.path(), &file, &Conv::q8());
+    write_gguf(dir.path(), &same, &GgufOptions { dequantized: true, ..Conv::q8() });
+    let (quant, dense) = (load(&file), load(&same));
+    let long: Vec<u32> = (0..40).map(|i| TOKENS[i % TOKENS.len()] + (i / TOKENS.len()) as u32).collect();
+    let d_long = max_diff(&logits(&quant, &long), &logits(&dense, &long));
+    assert!(d_long < 1e-4, "40 rows: logits differ from the dense copy's by {d_long}");
+    let d_short = max_diff(&logits(&quant, &TOKENS), &logits(&dense, &TOKENS));
+    assert!(d_short > 10.0 * d_long.max(1e-6), "9 rows go through the quantized kernel: {d_short} vs {d_long}");
+}
+
 /// The frozen quantized matmul's backward is `dy · W` with W dequantized, exactly.
 #[test]
 fn the_quantized_matmul_backward_uses_the_dequantized_weight() {

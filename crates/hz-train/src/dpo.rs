@@ -7,7 +7,7 @@
 //! against the worst; ties carry no preference and are dropped.
 
 use crate::grpo::{self, derive_seed, StepMetrics};
-use crate::loss::{score, Scored};
+use crate::loss::{micro_batches, score, Scored};
 use crate::optim::{accumulate, AdamW};
 use crate::rollout::{rollout_group, GymFace};
 use crate::run::TrainConfig;
@@ -141,7 +141,8 @@ pub fn step(
         let pairs = (0..k).map(|j| file_pairs[(start + j) % n].clone()).collect();
         (pairs, StepMetrics { step, ..StepMetrics::default() }, 0)
     };
-    let u = update(model, opt, &pairs, cfg.dpo.beta, cfg.micro_batch, derive_seed(cfg.seed ^ 0xD0, step, 0))?;
+    let mb = (cfg.micro_batch, cfg.micro_batch_tokens);
+    let u = update(model, opt, &pairs, cfg.dpo.beta, mb, derive_seed(cfg.seed ^ 0xD0, step, 0))?;
     m.loss = u.loss;
     m.kl = u.kl;
     m.grad_norm = u.grad_norm;
@@ -204,14 +205,14 @@ fn seq_logp(lp: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
     lp.mul(mask)?.sum(D::Minus1)
 }
 
-/// The DPO update on `pairs`, micro-batched (chosen and rejected of a pair in the same pass),
-/// the loss averaged over pairs.
+/// The DPO update on `pairs`, micro-batched by `(pairs, padded tokens)` at most (chosen and
+/// rejected of a pair in the same pass), the loss averaged over pairs.
 pub fn update(
     model: &Model,
     opt: &mut AdamW,
     pairs: &[Pair],
     beta: f64,
-    micro_batch: usize,
+    (micro_batch, micro_batch_tokens): (usize, usize),
     dropout_seed: u64,
 ) -> Result<DpoStats, TrainError> {
     let mut st = DpoStats::default();
@@ -222,7 +223,9 @@ pub fn update(
     let n = pairs.len() as f64;
     let mut grads = Vec::new();
     let (mut acc, mut margin, mut rc, mut rr, mut kl_sum, mut kl_tokens) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-    for (bi, chunk) in pairs.chunks(micro_batch.max(1)).enumerate() {
+    let lens: Vec<usize> = pairs.iter().map(|p| p.chosen.0.len().max(p.rejected.0.len())).collect();
+    for (bi, range) in micro_batches(&lens, 2, micro_batch, micro_batch_tokens).into_iter().enumerate() {
+        let chunk = &pairs[range];
         let rows: Vec<Scored> = chunk
             .iter()
             .map(|p| Scored { tokens: &p.chosen.0, mask: &p.chosen.1 })

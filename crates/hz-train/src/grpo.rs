@@ -2,7 +2,7 @@
 //! clipped surrogate on policy tokens only, and a KL penalty to the reference (the base with the
 //! adapter off).
 
-use crate::loss::{clipped_pg_loss, group_advantages, per_sequence, score_at, PgConfig, Scored};
+use crate::loss::{clipped_pg_loss, group_advantages, micro_batches, per_sequence, score_at, PgConfig, Scored};
 use crate::optim::{accumulate, AdamW};
 use crate::rollout::{rollout_group, Episode, GymFace};
 use crate::TrainError;
@@ -22,6 +22,7 @@ pub struct GrpoConfig {
     /// Passes over each batch of episodes (μ); the ratio departs from 1 from the second on.
     pub epochs: usize,
     pub micro_batch: usize,
+    pub micro_batch_tokens: usize,
     pub pg: PgConfig,
     pub sampling: Sampling,
     pub max_turns: usize,
@@ -35,6 +36,7 @@ impl Default for GrpoConfig {
             prompts_per_step: 2,
             epochs: 1,
             micro_batch: 8,
+            micro_batch_tokens: 4096,
             pg: PgConfig { clip_eps: 0.2, kl_beta: 0.04 },
             sampling: Sampling { temperature: 1.0, top_p: 1.0, max_new_tokens: 64, ..Sampling::default() },
             max_turns: 4,
@@ -138,9 +140,10 @@ pub fn update(
     let total_tokens: f64 = scored.iter().map(|s| s.mask.iter().skip(1).filter(|&&b| b).count() as f64).sum();
     let mut trained_tokens = 0usize;
     if !scored.is_empty() && total_tokens > 0.0 && chosen.iter().any(|&i| adv[i] != 0.0) {
-        let mb = cfg.micro_batch.max(1);
         let temp = cfg.sampling.temperature;
-        let batches: Vec<Vec<usize>> = (0..scored.len()).collect::<Vec<_>>().chunks(mb).map(|c| c.to_vec()).collect();
+        let lens: Vec<usize> = scored.iter().map(|s| s.tokens.len()).collect();
+        let batches: Vec<Vec<usize>> =
+            micro_batches(&lens, 1, cfg.micro_batch, cfg.micro_batch_tokens).into_iter().map(|r| r.collect()).collect();
         // Old-policy and reference log-probabilities, fixed for the whole step. With a single
         // pass the old policy is the one being trained, so its log-probabilities are the
         // training pass's own, detached: one forward pass fewer per step.

@@ -115,6 +115,34 @@ pub fn masked_mean(x: &Tensor, mask: &Tensor) -> candle_core::Result<f64> {
     Ok(x.to_dtype(mask.dtype())?.mul(mask)?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()? / n)
 }
 
+/// Consecutive micro-batches over items whose sequences are `lens` long, `rows_per_item`
+/// sequences each (DPO's pair is two): at most `max_items` items, and at most `max_tokens`
+/// padded tokens (rows × the longest) unless a single item is larger, which then goes alone.
+/// The token bound is what keeps a pass's activations in memory on long prompts.
+pub fn micro_batches(
+    lens: &[usize],
+    rows_per_item: usize,
+    max_items: usize,
+    max_tokens: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut longest) = (0, 0);
+    for (i, &len) in lens.iter().enumerate() {
+        let wider = longest.max(len);
+        let count = i - start + 1;
+        if count > 1 && (count > max_items.max(1) || count * rows_per_item * wider > max_tokens) {
+            out.push(start..i);
+            (start, longest) = (i, len);
+        } else {
+            longest = wider;
+        }
+    }
+    if start < lens.len() {
+        out.push(start..lens.len());
+    }
+    out
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct PgConfig {
     /// Clip range ε of the ratio.

@@ -6,7 +6,7 @@
 //! next state after a turn's last token is the first token of the next turn.
 
 use crate::grpo::{self, derive_seed, StepMetrics};
-use crate::loss::{clipped_pg_loss, score_at, PgConfig, Scored};
+use crate::loss::{clipped_pg_loss, micro_batches, score_at, PgConfig, Scored};
 use crate::optim::{accumulate, AdamW};
 use crate::rollout::{Episode, GymFace};
 use crate::run::TrainConfig;
@@ -167,8 +167,9 @@ pub fn update(
     }
     let dev = model.device().clone();
     let dtype = model.dtype();
-    let mb = cfg.micro_batch.max(1);
-    let batches: Vec<&[&Episode]> = chosen.chunks(mb).collect();
+    let lens: Vec<usize> = chosen.iter().map(|e| e.tokens.len()).collect();
+    let batches: Vec<&[&Episode]> =
+        micro_batches(&lens, 1, cfg.micro_batch, cfg.micro_batch_tokens).into_iter().map(|r| &chosen[r]).collect();
     let (pp, kl_beta) = (&cfg.ppo, cfg.kl_beta);
     let temp = cfg.temperature;
     // Rollout-time quantities, fixed for the step.

@@ -80,7 +80,10 @@ pub struct TrainConfig {
     pub prompts_per_step: usize,
     /// Passes over each step's batch.
     pub epochs: usize,
+    /// Sequences per forward/backward pass, at most.
     pub micro_batch: usize,
+    /// Padded tokens per pass, at most (a longer single sequence goes alone).
+    pub micro_batch_tokens: usize,
     pub clip_eps: f64,
     /// KL weight to the reference (GRPO's loss term; PPO's per-token reward penalty).
     pub kl_beta: f64,
@@ -111,6 +114,7 @@ impl Default for TrainConfig {
             prompts_per_step: 2,
             epochs: 1,
             micro_batch: 8,
+            micro_batch_tokens: 4096,
             clip_eps: 0.2,
             kl_beta: 0.04,
             temperature: 1.0,
@@ -136,6 +140,7 @@ impl TrainConfig {
             ("prompts_per_step", self.prompts_per_step as f64),
             ("epochs", self.epochs as f64),
             ("micro_batch", self.micro_batch as f64),
+            ("micro_batch_tokens", self.micro_batch_tokens as f64),
             ("max_new_tokens", self.max_new_tokens as f64),
             ("max_turns", self.max_turns as f64),
         ];
@@ -197,6 +202,7 @@ impl TrainConfig {
             prompts_per_step: self.prompts_per_step,
             epochs: self.epochs,
             micro_batch: self.micro_batch,
+            micro_batch_tokens: self.micro_batch_tokens,
             pg: PgConfig { clip_eps: self.clip_eps, kl_beta: self.kl_beta },
             sampling: Sampling {
                 temperature: self.temperature,

@@ -102,7 +102,7 @@ fn dpo_prefers_the_chosen_answers_on_unseen_prompts() {
     let mut losses = Vec::new();
     for step in 0..12u64 {
         let batch: Vec<Pair> = (0..6).map(|j| train[(step as usize * 6 + j) % train.len()].clone()).collect();
-        let st = dpo::update(&model, &mut opt, &batch, 0.1, 4, step).unwrap();
+        let st = dpo::update(&model, &mut opt, &batch, 0.1, (4, 4096), step).unwrap();
         eprintln!(
             "dpo step {step}: loss {:.4} accuracy {:.2} margin {:.3}",
             st.loss, st.extra["accuracy"], st.extra["margin"]
@@ -266,4 +266,19 @@ fn scoring_starts_at_the_first_policy_token_and_matches_the_full_pass() {
     let want_b: Vec<f32> =
         (sc.start..a.len() - 1).map(|t| if mb.get(t + 1).copied().unwrap_or(false) { 1.0 } else { 0.0 }).collect();
     assert_eq!(mask, vec![want_a, want_b]);
+}
+
+/// Micro-batches are bounded by items and by padded tokens; an item larger than the token
+/// bound goes alone, and nothing is dropped or reordered.
+#[test]
+fn micro_batches_bound_items_and_padded_tokens() {
+    use hz_train::loss::micro_batches;
+    assert_eq!(micro_batches(&[10, 10, 10, 10], 1, 8, 25), [0..2, 2..4]);
+    assert_eq!(micro_batches(&[1, 1, 1, 1, 1], 1, 2, 4096), [0..2, 2..4, 4..5]);
+    // Padding counts: the second row makes the pair 2 × 20 tokens.
+    assert_eq!(micro_batches(&[5, 20, 3], 1, 8, 30), [0..1, 1..2, 2..3]);
+    // A DPO pair is two sequences.
+    assert_eq!(micro_batches(&[10, 10, 10], 2, 8, 40), [0..2, 2..3]);
+    assert_eq!(micro_batches(&[7, 100, 7], 1, 8, 25), [0..1, 1..2, 2..3]);
+    assert!(micro_batches(&[], 1, 8, 25).is_empty());
 }
