@@ -583,7 +583,7 @@ impl Model {
             let u = layer.up.forward(&h, fwd, rng)?;
             let gu = match c.activation {
                 Activation::Silu => ops::silu_mul(&g, &u)?,
-                Activation::GeluTanh => (ops::gelu_tanh(&g)? * u)?,
+                Activation::GeluTanh => ops::gelu_tanh_mul(&g, &u)?,
             };
             let mut m = layer.down.forward(&gu, fwd, rng)?;
             if let Some(w) = &layer.norm_mlp_out {

@@ -46,12 +46,20 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, style: crate::RopeStyle) -> 
     composed::rope(x, cos, sin, style)
 }
 
-/// `silu(g) ⊙ u`, the gated MLP's activation.
+/// `silu(g) ⊙ u`, the gated MLP's activation (Llama, Qwen2).
 pub fn silu_mul(g: &Tensor, u: &Tensor) -> candle_core::Result<Tensor> {
     if fusable(g, &[]) && fusable(u, &[]) && g.dims() == u.dims() {
-        return g.contiguous()?.apply_op2(&u.contiguous()?, fused::SiluMul);
+        return g.contiguous()?.apply_op2(&u.contiguous()?, fused::GateMul(fused::Gate::Silu));
     }
     candle_nn::ops::silu(g)? * u
+}
+
+/// `gelu_tanh(g) ⊙ u`, Gemma's gated MLP activation.
+pub fn gelu_tanh_mul(g: &Tensor, u: &Tensor) -> candle_core::Result<Tensor> {
+    if fusable(g, &[]) && fusable(u, &[]) && g.dims() == u.dims() {
+        return g.contiguous()?.apply_op2(&u.contiguous()?, fused::GateMul(fused::Gate::GeluTanh));
+    }
+    gelu_tanh(g)? * u
 }
 
 /// `log softmax(logits / T)` gathered at `targets` (`logits: [.., vocab]`, `targets: [..]`

@@ -109,12 +109,20 @@ fn rope_matches_composed_in_both_styles() {
 }
 
 #[test]
-fn silu_mul_matches_composed_for_both_inputs() {
+fn gated_activations_match_composed_for_both_inputs() {
+    use fused::{Gate, GateMul};
     let g = randn(&[4, 4099], 6, 4.0);
     let u = randn(&[4, 4099], 7, 1.0);
-    let f = value_and_grads(&[g.clone(), u.clone()], |t| t[0].apply_op2(&t[1], fused::SiluMul).unwrap());
-    let c = value_and_grads(&[g, u], |t| (candle_nn::ops::silu(&t[0]).unwrap() * &t[1]).unwrap());
+    let f = value_and_grads(&[g.clone(), u.clone()], |t| t[0].apply_op2(&t[1], GateMul(Gate::Silu)).unwrap());
+    let c = value_and_grads(&[g.clone(), u.clone()], |t| (candle_nn::ops::silu(&t[0]).unwrap() * &t[1]).unwrap());
     assert_same("silu·u", f, c, 1e-5);
+    // GELU against the composed form in f64 (tanh of large arguments saturates either way).
+    let f = value_and_grads(&[g.clone(), u.clone()], |t| t[0].apply_op2(&t[1], GateMul(Gate::GeluTanh)).unwrap());
+    let c = value_and_grads(&[g, u], |t| {
+        let (g, u) = (t[0].to_dtype(DType::F64).unwrap(), t[1].to_dtype(DType::F64).unwrap());
+        (ops::gelu_tanh(&g).unwrap() * u).unwrap().to_dtype(DType::F32).unwrap()
+    });
+    assert_same("gelu_tanh·u", f, c, 1e-5);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! A tiny Hugging Face folder converted to GGUF the way llama.cpp's converter lays it out:
 //! its tensor names, the Llama Q/K row permutation, Gemma's norms stored with +1 and a
-//! byte-level BPE vocabulary in the metadata. Tests and the offline demo use it to get a
-//! quantized base without downloading one.
+//! byte-level BPE vocabulary in the metadata. Tests use it to get a quantized base
+//! without downloading one.
 
 use crate::config::Family;
 use crate::LlmError;
