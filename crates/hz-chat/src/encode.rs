@@ -33,6 +33,7 @@ impl Encoded {
 }
 
 /// A chat template bound to a tokenizer.
+#[derive(Clone)]
 pub struct ChatTokenizer {
     template: ChatTemplate,
     tokenizer: Tokenizer,

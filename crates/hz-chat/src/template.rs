@@ -46,6 +46,7 @@ impl Builtin {
 }
 
 /// A compiled chat template with the special tokens it prints.
+#[derive(Clone)]
 pub struct ChatTemplate {
     source: String,
     env: Environment<'static>,

@@ -210,7 +210,7 @@ pub fn run(args: TrainArgs) -> Result<bool> {
     // adapter is attached to the policy only), so the model sits in memory once.
     let mut runtime = args.runtime.clone();
     let _judge = if runtime.overseer_url.is_none() && uses_overseer(&gym) {
-        let engine = hz_serve::Engine::new(model.base_copy(), hz_serve::load_chat(&args.model)?);
+        let engine = hz_serve::Engine::new(model.base_copy(), chat.clone());
         let server = hz_serve::Server::start(engine, "127.0.0.1:0", hz_serve::ServeConfig::new("overseer"))?;
         eprintln!("overseer: the base model at {}", server.base_url());
         runtime.overseer_url = Some(server.base_url());

@@ -559,53 +559,60 @@ struct GgufSource<'a> {
 }
 
 /// What a Hugging Face name is stored as.
-struct Mapped {
-    name: String,
+pub(crate) struct Mapped {
+    pub(crate) name: String,
     /// Llama Q/K rows to put back in Hugging Face order, with this many heads.
-    unpermute_heads: Option<usize>,
+    pub(crate) unpermute_heads: Option<usize>,
     /// A Gemma norm stored with `+1`.
-    norm_shift: bool,
+    pub(crate) norm_shift: bool,
+}
+
+/// The GGUF counterpart (llama.cpp's layout) of the Hugging Face tensor `hf` of a model of
+/// `family` with `(heads, kv_heads)` attention heads; the loader reads by it and
+/// `tiny::write_gguf` writes by it.
+pub(crate) fn counterpart(hf: &str, family: Family, (heads, kv_heads): (usize, usize)) -> Option<Mapped> {
+    let gemma = family == Family::Gemma3;
+    let plain = |name: String| Mapped { name, unpermute_heads: None, norm_shift: false };
+    let norm = |name: String| Mapped { name, unpermute_heads: None, norm_shift: gemma };
+    match hf {
+        "model.embed_tokens.weight" => return Some(plain("token_embd.weight".into())),
+        "model.norm.weight" => return Some(norm("output_norm.weight".into())),
+        "lm_head.weight" => return Some(plain("output.weight".into())),
+        _ => {}
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (module, kind) = rest.rsplit_once('.')?;
+    let blk = |s: &str| format!("blk.{layer}.{s}.{kind}");
+    let llama = family == Family::Llama;
+    Some(match module {
+        "self_attn.q_proj" => {
+            Mapped { name: blk("attn_q"), unpermute_heads: llama.then_some(heads), norm_shift: false }
+        }
+        "self_attn.k_proj" => {
+            Mapped { name: blk("attn_k"), unpermute_heads: llama.then_some(kv_heads), norm_shift: false }
+        }
+        "self_attn.v_proj" => plain(blk("attn_v")),
+        "self_attn.o_proj" => plain(blk("attn_output")),
+        "mlp.gate_proj" => plain(blk("ffn_gate")),
+        "mlp.up_proj" => plain(blk("ffn_up")),
+        "mlp.down_proj" => plain(blk("ffn_down")),
+        "input_layernorm" => norm(blk("attn_norm")),
+        "post_attention_layernorm" if gemma => norm(blk("post_attention_norm")),
+        "post_attention_layernorm" => norm(blk("ffn_norm")),
+        "pre_feedforward_layernorm" => norm(blk("ffn_norm")),
+        "post_feedforward_layernorm" => norm(blk("post_ffw_norm")),
+        "self_attn.q_norm" => norm(blk("attn_q_norm")),
+        "self_attn.k_norm" => norm(blk("attn_k_norm")),
+        _ => return None,
+    })
 }
 
 impl GgufSource<'_> {
     fn map(&self, hf: &str) -> Option<Mapped> {
         let c = &self.config;
-        let gemma = c.family == Family::Gemma3;
-        let plain = |name: String| Mapped { name, unpermute_heads: None, norm_shift: false };
-        let norm = |name: String| Mapped { name, unpermute_heads: None, norm_shift: gemma };
-        match hf {
-            "model.embed_tokens.weight" => return Some(plain("token_embd.weight".into())),
-            "model.norm.weight" => return Some(norm("output_norm.weight".into())),
-            "lm_head.weight" => return Some(plain("output.weight".into())),
-            _ => {}
-        }
-        let rest = hf.strip_prefix("model.layers.")?;
-        let (layer, rest) = rest.split_once('.')?;
-        let layer: usize = layer.parse().ok()?;
-        let (module, kind) = rest.rsplit_once('.')?;
-        let blk = |s: &str| format!("blk.{layer}.{s}.{kind}");
-        let llama = c.family == Family::Llama;
-        Some(match module {
-            "self_attn.q_proj" => {
-                Mapped { name: blk("attn_q"), unpermute_heads: llama.then_some(c.num_heads), norm_shift: false }
-            }
-            "self_attn.k_proj" => {
-                Mapped { name: blk("attn_k"), unpermute_heads: llama.then_some(c.num_kv_heads), norm_shift: false }
-            }
-            "self_attn.v_proj" => plain(blk("attn_v")),
-            "self_attn.o_proj" => plain(blk("attn_output")),
-            "mlp.gate_proj" => plain(blk("ffn_gate")),
-            "mlp.up_proj" => plain(blk("ffn_up")),
-            "mlp.down_proj" => plain(blk("ffn_down")),
-            "input_layernorm" => norm(blk("attn_norm")),
-            "post_attention_layernorm" if gemma => norm(blk("post_attention_norm")),
-            "post_attention_layernorm" => norm(blk("ffn_norm")),
-            "pre_feedforward_layernorm" => norm(blk("ffn_norm")),
-            "post_feedforward_layernorm" => norm(blk("post_ffw_norm")),
-            "self_attn.q_norm" => norm(blk("attn_q_norm")),
-            "self_attn.k_norm" => norm(blk("attn_k_norm")),
-            _ => return None,
-        })
+        counterpart(hf, c.family, (c.num_heads, c.num_kv_heads))
     }
 
     fn mapped(&self, hf: &str) -> Result<Mapped, LlmError> {

@@ -142,21 +142,20 @@ pub fn update(
     if !scored.is_empty() && total_tokens > 0.0 && chosen.iter().any(|&i| adv[i] != 0.0) {
         let temp = cfg.sampling.temperature;
         let lens: Vec<usize> = scored.iter().map(|s| s.tokens.len()).collect();
-        let batches: Vec<Vec<usize>> =
-            micro_batches(&lens, 1, cfg.micro_batch, cfg.micro_batch_tokens).into_iter().map(|r| r.collect()).collect();
+        let batches = micro_batches(&lens, 1, cfg.micro_batch, cfg.micro_batch_tokens);
         // Old-policy and reference log-probabilities, fixed for the whole step. With a single
         // pass the old policy is the one being trained, so its log-probabilities are the
         // training pass's own, detached: one forward pass fewer per step.
         let mut fixed = Vec::with_capacity(batches.len());
         for b in &batches {
-            let rows: Vec<Scored> = b.iter().map(|&k| scored[k]).collect();
+            let rows = &scored[b.clone()];
             let old = if cfg.epochs > 1 {
-                Some(score_at(model, &rows, Fwd::POLICY, temp, false, false)?.lp.detach())
+                Some(score_at(model, rows, Fwd::POLICY, temp, false, false)?.lp.detach())
             } else {
                 None
             };
             let reference = if cfg.pg.kl_beta > 0.0 {
-                Some(score_at(model, &rows, Fwd::REFERENCE, temp, false, false)?.lp.detach())
+                Some(score_at(model, rows, Fwd::REFERENCE, temp, false, false)?.lp.detach())
             } else {
                 None
             };
@@ -167,10 +166,10 @@ pub fn update(
             let mut grads = Vec::new();
             for (bi, b) in batches.iter().enumerate() {
                 model.seed_dropout(derive_seed(cfg.seed ^ 0xD0, step, (epoch * batches.len() + bi) as u64));
-                let rows: Vec<Scored> = b.iter().map(|&k| scored[k]).collect();
-                let sc = score_at(model, &rows, Fwd::TRAIN, temp, true, false)?;
+                let rows = &scored[b.clone()];
+                let sc = score_at(model, rows, Fwd::TRAIN, temp, true, false)?;
                 let (lp, mask) = (&sc.lp, &sc.mask);
-                let a: Vec<f64> = b.iter().map(|&k| adv[chosen[k]]).collect();
+                let a: Vec<f64> = chosen[b.clone()].iter().map(|&i| adv[i]).collect();
                 let a = per_sequence(&a, lp.dtype(), lp.device())?;
                 let (old, reference) = &fixed[bi];
                 let old = old.clone().unwrap_or_else(|| lp.detach());

@@ -1,6 +1,7 @@
 //! A tiny Hugging Face folder converted to GGUF the way llama.cpp's converter lays it out:
-//! its tensor names, the Llama Q/K row permutation, Gemma's norms stored with +1 and a
-//! byte-level BPE vocabulary in the metadata. Tests use it to get a quantized base
+//! its tensor names, the Llama Q/K row permutation and Gemma's norms stored with +1 (by the
+//! loader's own name mapping, `gguf::counterpart`), and a byte-level BPE vocabulary in the
+//! metadata. Tests use it to get a quantized base
 //! without downloading one.
 
 use crate::config::Family;
@@ -56,37 +57,6 @@ fn permute_rows(t: &Tensor, heads: usize) -> Result<Tensor, LlmError> {
     let d = rows / heads.max(1);
     let order: Vec<u32> = (0..rows).map(|g| (g / d * d + (g % d % 2) * (d / 2) + (g % d) / 2) as u32).collect();
     Ok(t.index_select(&Tensor::from_vec(order, rows, &Device::Cpu)?, 0)?)
-}
-
-fn gguf_name(hf: &str, gemma: bool) -> Result<String, LlmError> {
-    match hf {
-        "model.embed_tokens.weight" => return Ok("token_embd.weight".into()),
-        "model.norm.weight" => return Ok("output_norm.weight".into()),
-        "lm_head.weight" => return Ok("output.weight".into()),
-        _ => {}
-    }
-    let unmapped = || LlmError::Weights { name: hf.into(), reason: "no GGUF name for this tensor".into() };
-    let rest = hf.strip_prefix("model.layers.").ok_or_else(unmapped)?;
-    let (layer, rest) = rest.split_once('.').ok_or_else(unmapped)?;
-    let (module, kind) = rest.rsplit_once('.').ok_or_else(unmapped)?;
-    let g = match module {
-        "self_attn.q_proj" => "attn_q",
-        "self_attn.k_proj" => "attn_k",
-        "self_attn.v_proj" => "attn_v",
-        "self_attn.o_proj" => "attn_output",
-        "self_attn.q_norm" => "attn_q_norm",
-        "self_attn.k_norm" => "attn_k_norm",
-        "mlp.gate_proj" => "ffn_gate",
-        "mlp.up_proj" => "ffn_up",
-        "mlp.down_proj" => "ffn_down",
-        "input_layernorm" => "attn_norm",
-        "post_attention_layernorm" if gemma => "post_attention_norm",
-        "post_attention_layernorm" => "ffn_norm",
-        "pre_feedforward_layernorm" => "ffn_norm",
-        "post_feedforward_layernorm" => "post_ffw_norm",
-        _ => return Err(unmapped()),
-    };
-    Ok(format!("blk.{layer}.{g}.{kind}"))
 }
 
 /// The vocabulary of `tokenizer.json` as llama.cpp stores a byte-level BPE tokenizer.
@@ -179,17 +149,15 @@ pub fn write_gguf(dir: &Path, out: &Path, opts: &GgufOptions) -> Result<(), LlmE
         .map_err(|e| LlmError::File { path: weights.display().to_string(), reason: e.to_string() })?;
     let (heads, kv_heads) =
         (config_u32(&cfg, "num_attention_heads")? as usize, config_u32(&cfg, "num_key_value_heads")? as usize);
-    let gemma = family == Family::Gemma3;
     let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(w.len());
     for (hf, t) in &w {
-        let (name, mut t) = (gguf_name(hf, gemma)?, t.clone());
-        if family == Family::Llama && hf.ends_with("q_proj.weight") {
-            t = permute_rows(&t, heads)?;
+        let m = crate::gguf::counterpart(hf, family, (heads, kv_heads))
+            .ok_or_else(|| LlmError::Weights { name: hf.clone(), reason: "no GGUF name for this tensor".into() })?;
+        let mut t = t.clone();
+        if let Some(h) = m.unpermute_heads {
+            t = permute_rows(&t, h)?;
         }
-        if family == Family::Llama && hf.ends_with("k_proj.weight") {
-            t = permute_rows(&t, kv_heads)?;
-        }
-        if gemma && hf.ends_with("norm.weight") {
+        if m.norm_shift {
             t = (t + 1.0)?;
         }
         let dtype = if t.rank() == 2 { opts.matrices } else { GgmlDType::F32 };
@@ -197,7 +165,7 @@ pub fn write_gguf(dir: &Path, out: &Path, opts: &GgufOptions) -> Result<(), LlmE
         if opts.dequantized {
             q = QTensor::quantize(&q.dequantize(&Device::Cpu)?, GgmlDType::F32)?;
         }
-        tensors.push((name, q));
+        tensors.push((m.name, q));
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
