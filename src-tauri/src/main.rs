@@ -17,6 +17,7 @@
 mod command_names;
 mod commands;
 mod menu;
+mod rendering;
 
 use hz_studio::Studio;
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ fn main() -> std::process::ExitCode {
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    rendering::configure();
 
     let context = tauri::generate_context!("../tauri.conf.json");
     let single_instance = tauri_plugin_single_instance::Builder::new()

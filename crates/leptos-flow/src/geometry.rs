@@ -77,6 +77,57 @@ pub fn nodes_in(g: &Graph, r: &Rect) -> Vec<String> {
     g.nodes.values().filter(|n| node_rect(n).intersects(r)).map(|n| n.id.clone()).collect()
 }
 
+/// The cubic Bézier a wire is drawn as: out of the output port to the right, into the input
+/// port from the left. Returns the four control points.
+pub fn wire_curve(a: Pos, b: Pos) -> [Pos; 4] {
+    let dx = ((b.x - a.x).abs() / 2.0).max(40.0);
+    [a, Pos::new(a.x + dx, a.y), Pos::new(b.x - dx, b.y), b]
+}
+
+/// A box that holds the whole wire from `a` to `b` (its control polygon's box: a Bézier
+/// lies inside the hull of its control points).
+pub fn wire_bounds(a: Pos, b: Pos) -> Rect {
+    let c = wire_curve(a, b);
+    let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+    for p in c {
+        x0 = x0.min(p.x);
+        y0 = y0.min(p.y);
+        x1 = x1.max(p.x);
+        y1 = y1.max(p.y);
+    }
+    Rect { x: x0, y: y0, w: x1 - x0, h: y1 - y0 }
+}
+
+/// Segments a wire is flattened into for hit tests.
+const WIRE_SEGMENTS: usize = 32;
+
+/// Distance (world units) from `p` to the wire from `a` to `b`, on the curve flattened into
+/// short segments (well under a pixel off at any zoom the editor allows).
+pub fn wire_distance(a: Pos, b: Pos, p: Pos) -> f64 {
+    let [p0, p1, p2, p3] = wire_curve(a, b);
+    let at = |t: f64| {
+        let u = 1.0 - t;
+        let (k0, k1, k2, k3) = (u * u * u, 3.0 * u * u * t, 3.0 * u * t * t, t * t * t);
+        Pos::new(k0 * p0.x + k1 * p1.x + k2 * p2.x + k3 * p3.x, k0 * p0.y + k1 * p1.y + k2 * p2.y + k3 * p3.y)
+    };
+    let mut best = f64::MAX;
+    let mut prev = p0;
+    for i in 1..=WIRE_SEGMENTS {
+        let next = at(i as f64 / WIRE_SEGMENTS as f64);
+        best = best.min(segment_distance(prev, next, p));
+        prev = next;
+    }
+    best
+}
+
+fn segment_distance(a: Pos, b: Pos, p: Pos) -> f64 {
+    let (dx, dy) = (b.x - a.x, b.y - a.y);
+    let len2 = dx * dx + dy * dy;
+    let t = if len2 == 0.0 { 0.0 } else { (((p.x - a.x) * dx + (p.y - a.y) * dy) / len2).clamp(0.0, 1.0) };
+    let (cx, cy) = (a.x + t * dx, a.y + t * dy);
+    ((p.x - cx).powi(2) + (p.y - cy).powi(2)).sqrt()
+}
+
 pub const MIN_ZOOM: f64 = 0.1;
 pub const MAX_ZOOM: f64 = 2.5;
 

@@ -79,6 +79,39 @@ fn count(host: &web_sys::HtmlElement, sel: &str) -> u32 {
     host.query_selector_all(sel).unwrap().length()
 }
 
+/// Nodes and wires the canvas drew in its last frame (HTML nodes or painted ones).
+fn drawn(host: &web_sys::HtmlElement) -> (u32, u32) {
+    let c = q(host, ".lf-canvas");
+    let n = |a: &str| c.get_attribute(a).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {a}"));
+    (n("data-nodes-drawn"), n("data-wires-drawn"))
+}
+
+/// The scene's pixel under a world point (RGBA).
+fn pixel(state: &FlowState, host: &web_sys::HtmlElement, world: Pos) -> [u8; 4] {
+    let cv: web_sys::HtmlCanvasElement = q(host, ".lf-scene").dyn_into().unwrap();
+    let ctx: web_sys::CanvasRenderingContext2d = cv.get_context("2d").unwrap().unwrap().dyn_into().unwrap();
+    let s = state.viewport.get_untracked().to_screen(world);
+    let dpr = web_sys::window().unwrap().device_pixel_ratio();
+    let d = ctx.get_image_data((s.x * dpr).round(), (s.y * dpr).round(), 1.0, 1.0).unwrap().data();
+    [d[0], d[1], d[2], d[3]]
+}
+
+/// Client coordinates of a world point on the canvas.
+fn client(state: &FlowState, host: &web_sys::HtmlElement, world: Pos) -> (i32, i32) {
+    let r = q(host, ".lf-canvas").get_bounding_client_rect();
+    let s = state.viewport.get_untracked().to_screen(world);
+    ((r.left() + s.x).round() as i32, (r.top() + s.y).round() as i32)
+}
+
+/// The point halfway along the wire from `a` to `b` (t = 1/2 of its Bézier).
+fn wire_middle(a: Pos, b: Pos) -> Pos {
+    let c = leptos_flow::geometry::wire_curve(a, b);
+    Pos::new(
+        (c[0].x + 3.0 * c[1].x + 3.0 * c[2].x + c[3].x) / 8.0,
+        (c[0].y + 3.0 * c[1].y + 3.0 * c[2].y + c[3].y) / 8.0,
+    )
+}
+
 fn centre(el: &web_sys::Element) -> (i32, i32) {
     let r = el.get_bounding_client_rect();
     ((r.left() + r.width() / 2.0) as i32, (r.top() + r.height() / 2.0) as i32)
@@ -149,14 +182,14 @@ async fn a_wrong_wire_is_refused_with_a_reason_and_a_right_one_connects() {
     // number → text is
     drag(&port(&host, "a", "out", "n"), tx, ty, false).await;
     assert_eq!(state.graph().edges.len(), 1);
-    assert_eq!(count(&host, ".lf-edge"), 1);
+    assert_eq!(drawn(&host).1, 1);
     // Ctrl+Z takes it back; Ctrl+Shift+Z redoes it.
     key(&host, "z", true, false);
     tick().await;
-    assert_eq!(count(&host, ".lf-edge"), 0);
+    assert_eq!(drawn(&host).1, 0);
     key(&host, "Z", true, true);
     tick().await;
-    assert_eq!(count(&host, ".lf-edge"), 1);
+    assert_eq!(drawn(&host).1, 1);
     host.remove();
 }
 
@@ -248,14 +281,94 @@ async fn only_what_is_on_screen_is_in_the_dom() {
     // Zoom in on the top-left corner: a handful of nodes are drawn, not 500.
     state.viewport.set(leptos_flow::Viewport { x: 0.0, y: 0.0, zoom: 1.0 });
     tick().await;
-    let drawn = count(&host, ".lf-node");
-    assert!(drawn > 0 && drawn < 60, "{drawn} nodes in the DOM");
-    // Zoomed out to fit, they are simplified boxes.
+    let drawn_html = count(&host, ".lf-node");
+    assert!(drawn_html > 0 && drawn_html < 60, "{drawn_html} nodes in the DOM");
+    assert_eq!(drawn(&host).0, drawn_html);
+    // Zoomed out to fit, all 500 are painted on the scene and none is HTML.
     state.fit_view();
     tick().await;
     assert!(state.viewport.get_untracked().zoom < 0.5);
-    assert!(count(&host, ".lf-node.lf-simple") > 0);
+    assert_eq!(count(&host, ".lf-node"), 0);
     assert_eq!(count(&host, ".lf-dot"), 0, "no ports drawn when zoomed out");
+    assert_eq!(drawn(&host).0, 500);
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+async fn wires_are_painted_and_a_click_selects_one() {
+    let (state, host) = mount(graph(vec![node("a", 0.0, 0.0), node("b", 320.0, 120.0)]));
+    tick().await;
+    state.connect(&leptos_flow::Endpoint::new("a", "out"), &leptos_flow::Endpoint::new("b", "in")).unwrap();
+    tick().await;
+    assert_eq!(drawn(&host), (2, 1));
+    let g = state.graph();
+    let a = leptos_flow::geometry::port_pos_by_name(&g.nodes["a"], true, "out").unwrap();
+    let b = leptos_flow::geometry::port_pos_by_name(&g.nodes["b"], false, "in").unwrap();
+    let mid = wire_middle(a, b);
+    assert!(pixel(&state, &host, mid)[3] > 0, "the wire is painted");
+    let beside = Pos::new(mid.x + 40.0, mid.y);
+    assert_eq!(pixel(&state, &host, beside)[3], 0, "and nothing beside it");
+    let scene = q(&host, ".lf-scene");
+    // A press 40 px off the wire selects nothing.
+    let (x, y) = client(&state, &host, beside);
+    scene.dispatch_event(&mouse("mousedown", x, y, false)).unwrap();
+    web_sys::window().unwrap().dispatch_event(&mouse("mouseup", x, y, false)).unwrap();
+    tick().await;
+    assert!(state.selected_edges.get_untracked().is_empty());
+    // A press 3 px off its middle selects it; it is painted in the selection colour.
+    let (x, y) = client(&state, &host, mid);
+    scene.dispatch_event(&mouse("mousedown", x, y + 3, false)).unwrap();
+    web_sys::window().unwrap().dispatch_event(&mouse("mouseup", x, y + 3, false)).unwrap();
+    tick().await;
+    let edge = state.graph().edges[0].key();
+    assert_eq!(state.selected_edges.get_untracked().into_iter().collect::<Vec<_>>(), vec![edge]);
+    let [r, _, b, _] = pixel(&state, &host, mid);
+    assert!(r > 200 && b < 140, "selected wire colour {r} {b}");
+    // Delete removes it, and the scene no longer paints it.
+    key(&host, "Delete", false, false);
+    tick().await;
+    assert!(state.graph().edges.is_empty());
+    assert_eq!(drawn(&host), (2, 0));
+    assert_eq!(pixel(&state, &host, mid)[3], 0);
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+async fn zoomed_out_nodes_are_painted_and_can_be_dragged_and_opened() {
+    let nodes: Vec<Node> =
+        (0..200).map(|i| node(&format!("n{i}"), (i % 20) as f64 * 260.0, (i / 20) as f64 * 160.0)).collect();
+    let (state, host) = mount(graph(nodes));
+    tick().await;
+    state.fit_view();
+    tick().await;
+    let zoom = state.viewport.get_untracked().zoom;
+    assert!(zoom < 0.5, "{zoom}");
+    assert_eq!(count(&host, ".lf-node"), 0);
+    let inside = Pos::new(100.0, 15.0);
+    assert!(pixel(&state, &host, inside)[3] > 0, "n0 is painted");
+    // Press on n0's painted box and drag it 50 × 40 screen px: it moves, selected, one undo step.
+    let scene = q(&host, ".lf-scene");
+    let (x, y) = client(&state, &host, inside);
+    scene.dispatch_event(&mouse("mousedown", x, y, false)).unwrap();
+    let w = web_sys::window().unwrap();
+    for i in 1..=5 {
+        w.dispatch_event(&mouse("mousemove", x + 10 * i, y + 8 * i, false)).unwrap();
+    }
+    tick().await;
+    w.dispatch_event(&mouse("mouseup", x + 50, y + 40, false)).unwrap();
+    tick().await;
+    let p = state.graph().nodes["n0"].pos;
+    assert!((p.x - 50.0 / zoom).abs() < 2.0 / zoom && (p.y - 40.0 / zoom).abs() < 2.0 / zoom, "{p:?} at {zoom}");
+    assert_eq!(state.selected(), vec!["n0".to_string()]);
+    assert_eq!(state.undo_label().as_deref(), Some("Move node"));
+    assert!(pixel(&state, &host, Pos::new(p.x + 100.0, p.y + 15.0))[3] > 0, "painted where it went");
+    // A double-click on a painted node zooms in to it: it is HTML again, with its ports.
+    let (x, y) = client(&state, &host, Pos::new(260.0 + 100.0, 15.0));
+    scene.dispatch_event(&mouse("dblclick", x, y, false)).unwrap();
+    tick().await;
+    assert!(state.viewport.get_untracked().zoom >= 0.5);
+    assert_eq!(state.selected(), vec!["n1".to_string()]);
+    assert_eq!(count(&host, "[data-node-id='n1'] .lf-dot"), 5);
     host.remove();
 }
 

@@ -3,7 +3,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use leptos_flow::clipboard::{copy, paste};
-use leptos_flow::geometry::{bounds, nodes_in, port_pos_by_name, tidy, Rect, Viewport};
+use leptos_flow::geometry::{
+    bounds, nodes_in, port_pos_by_name, tidy, wire_bounds, wire_curve, wire_distance, Rect, Viewport,
+};
 use leptos_flow::{
     Command, Edge, EditError, Endpoint, Fragment, Graph, History, Node, Port, Pos, WireError, WireRules,
 };
@@ -220,6 +222,40 @@ fn viewport_maths() {
     assert_eq!(sel, vec!["b".to_string(), "c".to_string()]);
     let p = port_pos_by_name(&h.graph().nodes["b"], true, "n").unwrap();
     assert_eq!(p.x, 500.0);
+}
+
+#[test]
+fn wire_hit_tests_follow_the_drawn_curve() {
+    let (a, b) = (Pos::new(0.0, 0.0), Pos::new(300.0, 200.0));
+    // The curve's midpoint (t = 1/2 of the cubic) is on the wire.
+    let c = wire_curve(a, b);
+    let mid = Pos::new(
+        (c[0].x + 3.0 * c[1].x + 3.0 * c[2].x + c[3].x) / 8.0,
+        (c[0].y + 3.0 * c[1].y + 3.0 * c[2].y + c[3].y) / 8.0,
+    );
+    assert!(wire_distance(a, b, mid) < 0.5, "{}", wire_distance(a, b, mid));
+    assert!(wire_distance(a, b, a) < 1e-9 && wire_distance(a, b, b) < 1e-9);
+    // The straight chord is not the wire: an S-curve bows away from it.
+    let chord = Pos::new(75.0, 50.0);
+    assert!(wire_distance(a, b, chord) > 10.0, "{}", wire_distance(a, b, chord));
+    // 6 px beside the midpoint, 6 px away.
+    let off = Pos::new(mid.x + 6.0, mid.y);
+    let d = wire_distance(a, b, off);
+    assert!(d > 1.0 && d <= 6.0 + 1e-9, "{d}");
+    // The box holds every point of the curve, backwards wires too (they loop out and back).
+    for (a, b) in [(a, b), (Pos::new(300.0, 0.0), Pos::new(0.0, 120.0))] {
+        let r = wire_bounds(a, b);
+        let c = wire_curve(a, b);
+        for i in 0..=50 {
+            let t = i as f64 / 50.0;
+            let u = 1.0 - t;
+            let p = Pos::new(
+                u * u * u * c[0].x + 3.0 * u * u * t * c[1].x + 3.0 * u * t * t * c[2].x + t * t * t * c[3].x,
+                u * u * u * c[0].y + 3.0 * u * u * t * c[1].y + 3.0 * u * t * t * c[2].y + t * t * t * c[3].y,
+            );
+            assert!(r.contains(p), "{p:?} outside {r:?}");
+        }
+    }
 }
 
 #[test]

@@ -91,11 +91,20 @@ pub struct App {
     pub display: u32,
     shots: PathBuf,
     shot_no: usize,
+    /// WebKit's compositing mode is on (WebDriver screenshots need it).
+    compositing: bool,
 }
 
 impl App {
     /// Start the app with a fresh data directory; screenshots go to `e2e-artifacts/<name>/`.
+    /// WebKit's compositing stays on, since WebDriver screenshots never return without it.
     pub async fn start(name: &str) -> Result<App> {
+        Self::start_with(name, true).await
+    }
+
+    /// Start the app with compositing on, or as the app decides for this machine (off
+    /// without a GPU: see `src-tauri/src/rendering.rs`); screenshots are skipped then.
+    pub async fn start_with(name: &str, compositing: bool) -> Result<App> {
         let data_dir = tempfile::tempdir()?;
         let display = free_display()?;
         let mut children = Vec::new();
@@ -123,9 +132,10 @@ impl App {
             .env("HZ_DATA_DIR", data_dir.path())
             .env("HZ_TEMPLATES_DIR", repo().join("gym-templates"))
             .env("GDK_BACKEND", "x11")
-            // Software rendering: Xvfb has no GPU. (Do not disable WebKit's compositing
-            // mode: WebDriver screenshots then never return.)
+            // Software rendering: Xvfb has no GPU.
             .env("LIBGL_ALWAYS_SOFTWARE", "1")
+            .env("HZ_WEBVIEW_COMPOSITING", if compositing { "on" } else { "auto" })
+            .env_remove("WEBKIT_DISABLE_COMPOSITING_MODE")
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
@@ -153,7 +163,7 @@ impl App {
         let shots = repo().join("e2e-artifacts").join(name);
         let _ = std::fs::remove_dir_all(&shots);
         std::fs::create_dir_all(&shots)?;
-        Ok(App { client, children, data_dir, display, shots, shot_no: 0 })
+        Ok(App { client, children, data_dir, display, shots, shot_no: 0, compositing })
     }
 
     /// Resident memory (KiB) of every process started under tauri-driver except the
@@ -178,8 +188,12 @@ impl App {
     }
 
     /// Save a numbered screenshot of the window.
+    /// Without compositing there is none (WebDriver cannot take it): the path is empty.
     pub async fn shot(&mut self, label: &str) -> Result<PathBuf> {
         self.shot_no += 1;
+        if !self.compositing {
+            return Ok(PathBuf::new());
+        }
         let png = self.client.screenshot().await?;
         let path = self.shots.join(format!("{:02}-{label}.png", self.shot_no));
         std::fs::write(&path, png)?;

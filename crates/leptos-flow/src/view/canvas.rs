@@ -1,20 +1,17 @@
-//! The canvas: world layer (wires in SVG, nodes as HTML), pointer interactions, keyboard
-//! shortcuts, node search, minimap. Only nodes and wires near the visible area are in the
-//! DOM; when zoomed out, nodes are drawn as plain boxes.
+//! The canvas: the scene (wires, and nodes when zoomed out, painted on one `<canvas>`), the
+//! node layer (HTML nodes with ports, only those near the visible area), pointer
+//! interactions, keyboard shortcuts, node search, minimap.
 
+use super::scene::{self, Colours, Drawn, SCENE_ZOOM, WIRE_HIT_PX};
 use super::state::{Drag, FlowState, NodeSig, SearchPopup, WireDrag, GRID};
 use super::{SHORTCUTS, STYLE};
-use crate::geometry::{self, node_height, port_at, port_pos, Rect, Viewport, NODE_WIDTH};
-use crate::model::{Edge, Endpoint, Pos};
+use crate::geometry::{self, node_height, port_pos, Rect, Viewport, NODE_WIDTH};
+use crate::model::{Endpoint, Pos};
 use leptos::ev;
 use leptos::html;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
-/// Zoom below which nodes are drawn as plain boxes.
-const SIMPLE_ZOOM: f64 = 0.5;
-/// Zoom below which node titles are not drawn.
-const TINY_ZOOM: f64 = 0.3;
 /// How close (screen px) the pointer must be to a port for a wire to snap to it.
 const SNAP_PX: f64 = 18.0;
 
@@ -92,9 +89,51 @@ fn oriented(w: &WireDrag, target: &Endpoint) -> (Endpoint, Endpoint) {
     }
 }
 
-fn wire_path(a: Pos, b: Pos) -> String {
-    let dx = ((b.x - a.x).abs() / 2.0).max(40.0);
-    format!("M {:.1} {:.1} C {:.1} {:.1}, {:.1} {:.1}, {:.1} {:.1}", a.x, a.y, a.x + dx, a.y, b.x - dx, b.y, b.x, b.y)
+/// A press on a node (its HTML header or its painted box): select it (Shift/Ctrl toggle) and
+/// start moving the selection.
+fn press_node(state: FlowState, id: &str, ev: &web_sys::MouseEvent, canvas: Option<web_sys::HtmlElement>) {
+    ev.prevent_default();
+    if let Some(c) = &canvas {
+        let _ = c.focus();
+    }
+    state.search.set(None);
+    let toggle = ev.shift_key() || ev.ctrl_key() || ev.meta_key();
+    if toggle {
+        state.selection.update(|s| {
+            if !s.remove(id) {
+                s.insert(id.to_string());
+            }
+        });
+    } else if !state.selection.with_untracked(|s| s.contains(id)) {
+        state.select_only([id.to_string()]);
+    }
+    if state.readonly.get_untracked() {
+        return;
+    }
+    let Some(canvas) = canvas else { return };
+    let start = state.to_world(local_pos(&canvas, ev.client_x(), ev.client_y()));
+    let starts: Vec<(String, Pos)> = state.nodes.with_untracked(|m| {
+        state
+            .selection
+            .get_untracked()
+            .into_iter()
+            .filter_map(|id| m.get(&id).map(|s| (id.clone(), s.pos.get_untracked())))
+            .collect()
+    });
+    state.drag.set_value(Some(Drag::Nodes { start, starts, moved: false }));
+}
+
+/// A press on a wire selects it (Shift adds it to the selected wires).
+fn press_wire(state: FlowState, key: String, additive: bool) {
+    state.search.set(None);
+    if additive {
+        state.selected_edges.update(|s| {
+            s.insert(key);
+        });
+    } else {
+        state.selection.set(Default::default());
+        state.selected_edges.set([key].into_iter().collect());
+    }
 }
 
 #[component]
@@ -232,6 +271,22 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
         let Some(el) = canvas.get_untracked() else { return };
         let _ = el.focus();
         let p = local_pos(&el, ev.client_x(), ev.client_y());
+        // What the scene paints is hit-tested here: a zoomed-out node, then a wire.
+        if ev.button() == 0 {
+            let vp = state.viewport.get_untracked();
+            let world = vp.to_world(p);
+            if vp.zoom < SCENE_ZOOM {
+                if let Some(id) = scene::node_at(&state, world) {
+                    press_node(state, &id, &ev, Some(web_sys::HtmlElement::clone(&el)));
+                    return;
+                }
+            }
+            if let Some(key) = scene::wire_at(&state, world, WIRE_HIT_PX / vp.zoom) {
+                ev.prevent_default();
+                press_wire(state, key, ev.shift_key());
+                return;
+            }
+        }
         if ev.button() == 1 || (ev.button() == 0 && !ev.shift_key()) {
             ev.prevent_default();
             drag.set_value(Some(Drag::Pan { start: p, vp: state.viewport.get_untracked(), moved: false }));
@@ -254,11 +309,20 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
         let is_bg = ev
             .target()
             .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-            .map(|t| t.class_list().contains("lf-canvas") || t.class_list().contains("lf-wires"))
+            .map(|t| t.class_list().contains("lf-canvas") || t.class_list().contains("lf-scene"))
             .unwrap_or(false);
         if is_bg {
             let p = local_pos(&el, ev.client_x(), ev.client_y());
-            state.search.set(Some(SearchPopup { world: state.to_world(p), screen: p, wire: None }));
+            let vp = state.viewport.get_untracked();
+            // A double-click on a painted (zoomed-out) node zooms in to it.
+            if vp.zoom < SCENE_ZOOM {
+                if let Some(id) = scene::node_at(&state, vp.to_world(p)) {
+                    state.select_only([id]);
+                    state.fit_selection();
+                    return;
+                }
+            }
+            state.search.set(Some(SearchPopup { world: vp.to_world(p), screen: p, wire: None }));
         }
     };
     let on_key = move |ev: ev::KeyboardEvent| {
@@ -359,14 +423,13 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
         }
     };
 
-    let visible_rect = Memo::new(move |_| {
-        let (w, h) = state.size.get();
-        let r = state.viewport.get().visible(w, h);
-        let m = 100.0;
-        Rect { x: r.x - m, y: r.y - m, w: r.w + 2.0 * m, h: r.h + 2.0 * m }
-    });
+    // HTML nodes only when zoomed in far enough to read them; the scene paints the rest.
+    let scene_nodes = Memo::new(move |_| state.viewport.get().zoom < SCENE_ZOOM);
     let visible_nodes = Memo::new(move |_| {
-        let r = visible_rect.get();
+        if scene_nodes.get() {
+            return Vec::new();
+        }
+        let r = scene::visible_rect(&state.viewport.get(), state.size.get());
         state.nodes.with(|m| {
             m.iter()
                 .filter(|(_, s)| {
@@ -378,38 +441,38 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
                 .collect::<Vec<_>>()
         })
     });
-    let visible_edges = Memo::new(move |_| {
-        let r = visible_rect.get();
-        state.nodes.with(|nodes| {
-            state.edges.with(|edges| {
-                edges
-                    .iter()
-                    .filter(|e| {
-                        let (Some(a), Some(b)) = (nodes.get(&e.from.node), nodes.get(&e.to.node)) else { return false };
-                        let (pa, pb) = (a.pos.get(), b.pos.get());
-                        let x = pa.x.min(pb.x);
-                        let y = pa.y.min(pb.y);
-                        let bx = Rect { x, y, w: (pa.x - pb.x).abs() + NODE_WIDTH, h: (pa.y - pb.y).abs() + 200.0 };
-                        bx.intersects(&r)
-                    })
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-        })
-    });
-    let simple = Memo::new(move |_| state.viewport.get().zoom < SIMPLE_ZOOM);
-    // Below this zoom titles are too small to read: plain boxes paint much faster.
-    let tiny = Memo::new(move |_| state.viewport.get().zoom < TINY_ZOOM);
     let world_style = move || {
         let v = state.viewport.get();
         format!("transform: translate({:.2}px, {:.2}px) scale({:.4});", v.x, v.y, v.zoom)
     };
 
+    // The scene redraws whenever something it paints changes (the effect tracks every signal
+    // `scene::draw` reads), and says what it drew on the canvas element for tests.
+    let scene_el: NodeRef<html::Canvas> = NodeRef::new();
+    let colours: StoredValue<Option<Colours>> = StoredValue::new(None);
+    let last_drawn: StoredValue<Option<Drawn>> = StoredValue::new(None);
+    Effect::new(move |_| {
+        let Some(cv) = scene_el.get() else { return };
+        let (w, h) = state.size.get();
+        let Some(ctx) = scene::context(&cv, w, h) else { return };
+        let mut drawn = Drawn::default();
+        colours.update_value(|c| {
+            let c = c.get_or_insert_with(|| Colours::read(&cv));
+            drawn = scene::draw(&ctx, &state, c);
+        });
+        if last_drawn.get_value() != Some(drawn) {
+            last_drawn.set_value(Some(drawn));
+            if let Some(root) = canvas.get_untracked() {
+                let _ = root.set_attribute("data-nodes-drawn", &drawn.nodes.to_string());
+                let _ = root.set_attribute("data-wires-drawn", &drawn.wires.to_string());
+            }
+        }
+    });
+
     view! {
         <div
             class="lf-canvas"
             class:lf-readonly=move || state.readonly.get()
-            class:lf-tiny=move || tiny.get()
             tabindex="0"
             node_ref=canvas
             on:mousedown=on_canvas_down
@@ -418,40 +481,12 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
             on:keydown=on_key
         >
             <style>{STYLE}</style>
+            <canvas class="lf-scene" node_ref=scene_el></canvas>
             <div class="lf-world" style=world_style>
-                <svg class="lf-wires" width="1" height="1">
-                    <For
-                        each=move || visible_edges.get()
-                        key=|e: &Edge| e.key()
-                        children=move |e: Edge| view! { <EdgeView state edge=e /> }
-                    />
-                    {move || {
-                        state
-                            .wire
-                            .get()
-                            .and_then(|w| {
-                                let sig = state.nodes.with_untracked(|m| m.get(&w.anchor.node).copied())?;
-                                let a = sig.node.with(|n| geometry::port_pos_by_name(n, w.from_output, &w.anchor.port))?;
-                                let end = w.target.as_ref().and_then(|(t, _)| {
-                                    let s = state.nodes.with_untracked(|m| m.get(&t.node).copied())?;
-                                    s.node.with(|n| geometry::port_pos_by_name(n, !w.from_output, &t.port))
-                                }).unwrap_or(w.pointer);
-                                let bad = matches!(w.target, Some((_, Err(_))));
-                                let (p, q) = if w.from_output { (a, end) } else { (end, a) };
-                                Some(view! {
-                                    <path
-                                        class="lf-wire lf-wire-drag"
-                                        class:lf-wire-bad=bad
-                                        d=wire_path(p, q)
-                                    />
-                                })
-                            })
-                    }}
-                </svg>
                 <For
                     each=move || visible_nodes.get()
                     key=|id: &String| id.clone()
-                    children=move |id: String| view! { <NodeView state id simple /> }
+                    children=move |id: String| view! { <NodeView state id /> }
                 />
                 {move || {
                     state.box_select.get().map(|r| {
@@ -510,53 +545,7 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
 }
 
 #[component]
-fn EdgeView(state: FlowState, edge: Edge) -> impl IntoView {
-    let sigs = state.nodes.with_untracked(|m| (m.get(&edge.from.node).copied(), m.get(&edge.to.node).copied()));
-    let (Some(a), Some(b)) = sigs else {
-        return ().into_any();
-    };
-    let key = edge.key();
-    let key2 = key.clone();
-    let key_attr = key.clone();
-    let from_port = edge.from.port.clone();
-    let to_port = edge.to.port.clone();
-    let ty = a.node.with_untracked(|n| n.output(&edge.from.port).map(|p| p.ty.clone()).unwrap_or_default());
-    // One path per frame, shared by the visible wire and its wider hit area.
-    let d = Memo::new(move |_| {
-        let (Some(ia), Some(ib)) = (
-            a.node.with(|n| n.outputs.iter().position(|p| p.name == from_port)),
-            b.node.with(|n| n.inputs.iter().position(|p| p.name == to_port)),
-        ) else {
-            return String::new();
-        };
-        wire_path(port_at(a.pos.get(), true, ia), port_at(b.pos.get(), false, ib))
-    });
-    let selected = move || state.selected_edges.with(|s| s.contains(&key));
-    view! {
-        <g class="lf-edge" data-edge=key_attr>
-            <path
-                class="lf-wire-hit"
-                d=d
-                on:mousedown=move |ev| {
-                    ev.stop_propagation();
-                    if ev.shift_key() {
-                        state.selected_edges.update(|s| {
-                            s.insert(key2.clone());
-                        });
-                    } else {
-                        state.selection.set(Default::default());
-                        state.selected_edges.set([key2.clone()].into_iter().collect());
-                    }
-                }
-            />
-            <path class=format!("lf-wire lf-type-{ty}") class:lf-wire-selected=selected d=d />
-        </g>
-    }
-    .into_any()
-}
-
-#[component]
-fn NodeView(state: FlowState, id: String, simple: Memo<bool>) -> impl IntoView {
+fn NodeView(state: FlowState, id: String) -> impl IntoView {
     let Some(sig): Option<NodeSig> = state.nodes.with_untracked(|m| m.get(&id).copied()) else {
         return ().into_any();
     };
@@ -573,36 +562,7 @@ fn NodeView(state: FlowState, id: String, simple: Memo<bool>) -> impl IntoView {
             return;
         }
         ev.stop_propagation();
-        ev.prevent_default();
-        let canvas = canvas_of(&ev);
-        if let Some(c) = &canvas {
-            let _ = c.focus();
-        }
-        state.search.set(None);
-        let toggle = ev.shift_key() || ev.ctrl_key() || ev.meta_key();
-        if toggle {
-            state.selection.update(|s| {
-                if !s.remove(&id_down) {
-                    s.insert(id_down.clone());
-                }
-            });
-        } else if !state.selection.with_untracked(|s| s.contains(&id_down)) {
-            state.select_only([id_down.clone()]);
-        }
-        if state.readonly.get_untracked() {
-            return;
-        }
-        let Some(canvas) = canvas else { return };
-        let start = state.to_world(local_pos(&canvas, ev.client_x(), ev.client_y()));
-        let starts: Vec<(String, Pos)> = state.nodes.with_untracked(|m| {
-            state
-                .selection
-                .get_untracked()
-                .into_iter()
-                .filter_map(|id| m.get(&id).map(|s| (id.clone(), s.pos.get_untracked())))
-                .collect()
-        });
-        state.drag.set_value(Some(Drag::Nodes { start, starts, moved: false }));
+        press_node(state, &id_down, &ev, canvas_of(&ev));
     };
     let id_attr = id.clone();
     let kind = move || sig.node.with(|n| n.kind.clone());
@@ -614,7 +574,6 @@ fn NodeView(state: FlowState, id: String, simple: Memo<bool>) -> impl IntoView {
             class="lf-node"
             class:lf-selected=move || selected.get()
             class:lf-invalid=invalid
-            class:lf-simple=move || simple.get()
             data-node-id=id_attr
             data-kind=kind
             style=style
@@ -635,28 +594,20 @@ fn NodeView(state: FlowState, id: String, simple: Memo<bool>) -> impl IntoView {
                 }}
             </div>
             {move || {
-                (!simple.get()).then(|| {
-                    let n = sig.node.get();
-                    let rows = n.inputs.len().max(n.outputs.len());
-                    (0..rows)
-                        .map(|i| {
-                            let input = n.inputs.get(i).cloned();
-                            let output = n.outputs.get(i).cloned();
-                            view! {
-                                <div class="lf-row">
-                                    {input.map(|p| view! { <PortView state node=n.id.clone() port=p.name.clone() ty=p.ty.clone() required=p.required output=false /> })}
-                                    {output.map(|p| view! { <PortView state node=n.id.clone() port=p.name.clone() ty=p.ty.clone() required=false output=true /> })}
-                                </div>
-                            }
-                        })
-                        .collect_view()
-                })
-            }}
-            {move || {
-                simple.get().then(|| {
-                    let e = errors();
-                    (!e.is_empty()).then(|| view! { <div class="lf-simple-errors">{e.join("; ")}</div> })
-                })
+                let n = sig.node.get();
+                let rows = n.inputs.len().max(n.outputs.len());
+                (0..rows)
+                    .map(|i| {
+                        let input = n.inputs.get(i).cloned();
+                        let output = n.outputs.get(i).cloned();
+                        view! {
+                            <div class="lf-row">
+                                {input.map(|p| view! { <PortView state node=n.id.clone() port=p.name.clone() ty=p.ty.clone() required=p.required output=false /> })}
+                                {output.map(|p| view! { <PortView state node=n.id.clone() port=p.name.clone() ty=p.ty.clone() required=false output=true /> })}
+                            </div>
+                        }
+                    })
+                    .collect_view()
             }}
         </div>
     }

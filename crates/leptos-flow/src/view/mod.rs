@@ -1,10 +1,11 @@
 //! The Leptos canvas over the document: [`FlowCanvas`] (nodes, wires, pan/zoom, selection,
 //! shortcuts, minimap, node search) and [`Palette`] (node kinds to drag onto the canvas).
-//! Positions are world coordinates; the world layer is one CSS transform, so panning and
-//! zooming re-render nothing but that transform.
+//! Positions are world coordinates. Wires, and nodes when zoomed out, are painted on one
+//! `<canvas>` (the scene); nodes close enough to read are HTML under one CSS transform.
 
 mod canvas;
 mod palette;
+mod scene;
 mod state;
 
 pub use canvas::FlowCanvas;
@@ -18,6 +19,8 @@ pub const STYLE: &str = include_str!("style.css");
 /// Keyboard shortcuts, as shown in the shortcut sheet (`?`).
 pub const SHORTCUTS: &[(&str, &str)] = &[
     ("Double-click canvas / Space", "add a node by search"),
+    ("Double-click a zoomed-out node", "zoom to it"),
+    ("Click a wire", "select it (Delete removes it)"),
     ("Drag from a port", "wire; drop on empty canvas to add a matching node"),
     ("Drag empty canvas / middle button", "pan"),
     ("Wheel", "zoom at the pointer"),
