@@ -15,4 +15,6 @@ pub const COMMANDS: &[&str] = &[
     "log",
     "diff",
     "checkout",
+    "pick_open_path",
+    "pick_save_path",
 ];

@@ -11,6 +11,7 @@ use hz_studio::{
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tauri::State;
+use tauri_plugin_dialog::DialogExt;
 
 type StudioState<'a> = State<'a, Arc<Studio>>;
 
@@ -178,9 +179,80 @@ pub async fn checkout(
     blocking(&studio, move |s| s.checkout(&path, &rev, &working_text, force)).await
 }
 
+/// A picked file as a gym path: the name gets `.gym.json` if the user typed it without
+/// (`shop` or `shop.json` become `shop.gym.json`).
+pub fn as_gym_file(picked: &Path) -> PathBuf {
+    let name = picked.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if name.ends_with(".gym.json") {
+        return picked.to_path_buf();
+    }
+    let stem = name.strip_suffix(".json").unwrap_or(&name);
+    picked.with_file_name(format!("{stem}.gym.json"))
+}
+
+/// Where a file dialog starts: the folder of `current` and its file name, when it is a path.
+fn dialog_start(
+    dialog: tauri_plugin_dialog::FileDialogBuilder<tauri::Wry>,
+    current: Option<&str>,
+) -> tauri_plugin_dialog::FileDialogBuilder<tauri::Wry> {
+    let Some(p) = current.filter(|c| !c.is_empty() && c.len() <= MAX_SHORT).map(Path::new) else { return dialog };
+    let dialog = match p.parent().filter(|d| d.is_dir()) {
+        Some(dir) => dialog.set_directory(dir),
+        None => dialog,
+    };
+    match p.file_name() {
+        Some(name) => dialog.set_file_name(name.to_string_lossy()),
+        None => dialog,
+    }
+}
+
+/// Run a native dialog off the main thread (GTK runs it on the main loop) and turn its answer
+/// into a checked gym path; `None` when the user cancelled.
+async fn pick(
+    what: &'static str,
+    show: impl FnOnce() -> Option<tauri_plugin_dialog::FilePath> + Send + 'static,
+) -> Result<Option<String>, String> {
+    let picked =
+        tauri::async_runtime::spawn_blocking(show).await.map_err(|e| format!("the dialog did not finish: {e}"))?;
+    let Some(picked) = picked else { return Ok(None) };
+    let path = picked.into_path().map_err(|e| format!("{what}: {e}"))?;
+    let path = as_gym_file(&path);
+    let text = path.to_str().ok_or_else(|| format!("{what}: {} is not valid UTF-8", path.display()))?;
+    gym_path(what, text).map(|p| Some(p.to_string_lossy().into_owned()))
+}
+
+/// The system's Open dialog for a gym file, over the main window.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn pick_open_path(window: tauri::WebviewWindow, current: Option<String>) -> Result<Option<String>, String> {
+    let dialog = window.dialog().file().set_title("Open a gym").add_filter("Gym", &["gym.json"]).set_parent(&window);
+    let dialog = dialog_start(dialog, current.as_deref());
+    pick("open", move || dialog.blocking_pick_file()).await
+}
+
+/// The system's Save dialog for a gym file, starting at the current file.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn pick_save_path(window: tauri::WebviewWindow, current: Option<String>) -> Result<Option<String>, String> {
+    let dialog =
+        window.dialog().file().set_title("Save the gym as").add_filter("Gym", &["gym.json"]).set_parent(&window);
+    let dialog = dialog_start(dialog, current.as_deref());
+    pick("save as", move || dialog.blocking_save_file()).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn picked_files_become_gym_files() {
+        for (picked, want) in [
+            ("/home/me/shop.gym.json", "/home/me/shop.gym.json"),
+            ("/home/me/shop", "/home/me/shop.gym.json"),
+            ("/home/me/shop.json", "/home/me/shop.gym.json"),
+            ("/home/me/shop.v2", "/home/me/shop.v2.gym.json"),
+        ] {
+            assert_eq!(as_gym_file(Path::new(picked)), PathBuf::from(want), "{picked}");
+        }
+    }
 
     #[test]
     fn gym_paths_are_absolute_gym_files() {

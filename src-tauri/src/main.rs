@@ -46,6 +46,8 @@ fn main() -> std::process::ExitCode {
         // First, so a second launch only focuses the running window.
         .plugin(single_instance)
         .plugin(tauri_plugin_window_state::Builder::default().build())
+        // Native Open / Save dialogs, used from Rust commands only (no JavaScript API granted).
+        .plugin(tauri_plugin_dialog::init())
         .menu(menu::build)
         .on_menu_event(menu::on_event)
         .setup(|app| {
@@ -67,6 +69,8 @@ fn main() -> std::process::ExitCode {
             commands::log,
             commands::diff,
             commands::checkout,
+            commands::pick_open_path,
+            commands::pick_save_path,
         ])
         .run(context);
     match result {

@@ -386,6 +386,16 @@ fn SaveAs() -> impl IntoView {
                 <label>"Save to (absolute path ending in .gym.json)"
                     <input id="save-as-path" prop:value=move || path.get() on:input=move |ev| path.set(event_target_value(&ev)) />
                 </label>
+                <button id="save-as-browse" on:click=move |_| {
+                    // The system's Save dialog fills the path in; Save still confirms.
+                    spawn_local(async move {
+                        match invoke::<_, Option<String>>("pick_save_path", &json!({"current": path.get_untracked()})).await {
+                            Ok(Some(p)) => path.set(p),
+                            Ok(None) => {}
+                            Err(e) => ctx.say(e, true),
+                        }
+                    });
+                }>"Browse…"</button>
                 <button id="save-as-ok" on:click=move |_| { open.set(false); ctx.save(Some(path.get_untracked())); }>"Save"</button>
                 <button on:click=move |_| open.set(false)>"Cancel"</button>
             </div>

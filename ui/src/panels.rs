@@ -596,6 +596,23 @@ pub fn Gallery() -> impl IntoView {
             }
         });
     };
+    // The system's Open dialog; a chosen file opens at once.
+    let browse = move |_| {
+        spawn_local(async move {
+            let current = ctx.path.get_untracked();
+            match invoke::<_, Option<String>>("pick_open_path", &json!({"current": current})).await {
+                Ok(Some(p)) => {
+                    open_path.set(p.clone());
+                    match invoke::<_, OpenedGym>("open_gym", &json!({"path": p})).await {
+                        Ok(g) => ctx.open(g),
+                        Err(e) => error.set(Some(e)),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
     let has_gym = move || ctx.path.get().is_some();
     view! {
         <div class="hz-modal-back">
@@ -609,6 +626,7 @@ pub fn Gallery() -> impl IntoView {
                 <div class="hz-row">
                     <input id="open-path" class="hz-wide" placeholder="/path/to/name.gym.json" prop:value=move || open_path.get() on:input=move |ev| open_path.set(event_target_value(&ev)) />
                     <button id="open-path-go" on:click=open_file>"Open file"</button>
+                    <button id="open-browse" on:click=browse>"Browse…"</button>
                 </div>
                 {move || error.get().map(|e| view! { <div class="hz-field-error" id="gallery-error">{e}</div> })}
                 <h3>"Templates"</h3>

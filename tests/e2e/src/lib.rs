@@ -238,24 +238,48 @@ impl App {
     /// Press keys in the app's window as the X server sees them (native menu accelerators
     /// are handled by GTK, outside the webview WebDriver drives).
     pub fn x_keys(&self, keys: &str) -> Result<()> {
-        let status = Command::new("xdotool")
-            .args([
-                "search",
-                "--sync",
-                "--onlyvisible",
-                "--name",
-                "^440hz$",
-                "windowfocus",
-                "--sync",
-                "key",
-                "--clearmodifiers",
-                keys,
-            ])
+        self.x_window("^440hz$", &["key", "--clearmodifiers", keys])
+    }
+
+    /// Whether a visible X window's title matches `title` (a regex).
+    pub fn x_window_shown(&self, title: &str) -> Result<bool> {
+        let out = Command::new("xdotool")
+            .args(["search", "--onlyvisible", "--name", title])
+            .env("DISPLAY", format!(":{}", self.display))
+            .output()
+            .context("running xdotool")?;
+        Ok(out.status.success() && !out.stdout.is_empty())
+    }
+
+    /// Press Enter in a dialog until it closes (a GTK file chooser ignores Enter until it has
+    /// checked what was typed), at most 10 times, 0.5 s apart.
+    pub async fn x_confirm(&self, title: &str) -> Result<()> {
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if !self.x_window_shown(title)? {
+                return Ok(());
+            }
+            self.x_window(title, &["key", "--clearmodifiers", "Return"])?;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if self.x_window_shown(title)? {
+            bail!("the window {title:?} is still open after pressing Enter 10 times");
+        }
+        Ok(())
+    }
+
+    /// Wait (up to 20 s) for a visible X window whose title matches `title` (a regex), give
+    /// it the keyboard, then run xdotool `actions` on it (`key ctrl+l`, `type TEXT`, ...):
+    /// how a test reaches native windows the WebDriver cannot see, such as file dialogs.
+    pub fn x_window(&self, title: &str, actions: &[&str]) -> Result<()> {
+        let status = Command::new("timeout")
+            .args(["20", "xdotool", "search", "--sync", "--onlyvisible", "--name", title, "windowfocus", "--sync"])
+            .args(actions)
             .env("DISPLAY", format!(":{}", self.display))
             .status()
             .context("running xdotool")?;
         if !status.success() {
-            bail!("xdotool key {keys} failed ({status})");
+            bail!("xdotool in the window {title:?} ({actions:?}) failed ({status})");
         }
         Ok(())
     }
