@@ -409,3 +409,127 @@ async fn read_only_refuses_moves_and_wires() {
     assert!(!state.can_undo.get_untracked());
     host.remove();
 }
+
+fn html_ids(host: &web_sys::HtmlElement) -> Vec<String> {
+    let list = host.query_selector_all(".lf-node").unwrap();
+    let mut ids: Vec<String> = (0..list.length())
+        .filter_map(|i| list.item(i)?.dyn_into::<web_sys::Element>().ok()?.get_attribute("data-node-id"))
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn sleep(ms: i32) {
+    let p = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window().unwrap().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms).unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(p).await.unwrap();
+}
+
+fn grid(n: usize) -> Graph {
+    graph((0..n).map(|i| node(&format!("n{i}"), (i % 25) as f64 * 260.0, (i / 25) as f64 * 160.0)).collect())
+}
+
+#[wasm_bindgen_test]
+async fn nodes_that_come_into_view_during_a_pan_are_painted_until_it_ends() {
+    let (state, host) = mount(grid(500));
+    tick().await;
+    state.viewport.set(leptos_flow::Viewport { x: 0.0, y: 0.0, zoom: 1.0 });
+    tick().await;
+    let before = html_ids(&host);
+    assert!(before.contains(&"n3".to_string()) && !before.contains(&"n4".to_string()), "{before:?}");
+    // Press on empty canvas between two columns and pan 600 px to the left, not released.
+    let scene = q(&host, ".lf-scene");
+    let (x, y) = client(&state, &host, Pos::new(230.0, 10.0));
+    scene.dispatch_event(&mouse("mousedown", x, y, false)).unwrap();
+    let w = web_sys::window().unwrap();
+    for i in 1..=6 {
+        w.dispatch_event(&mouse("mousemove", x - 100 * i, y, false)).unwrap();
+    }
+    tick().await;
+    assert_eq!(state.viewport.get_untracked().x, -600.0);
+    // Mid-gesture the HTML layer is as it was; n4 (world x 1040, now on screen) is painted.
+    assert_eq!(html_ids(&host), before);
+    let in_n4 = Pos::new(1040.0 + 100.0, 15.0);
+    assert!(pixel(&state, &host, in_n4)[3] > 0, "n4 is painted while the view moves");
+    let n4_port = leptos_flow::geometry::port_at(Pos::new(1040.0, 0.0), true, 1);
+    let [_, g, b, a] = pixel(&state, &host, n4_port);
+    assert!(a > 0 && b > 200 && g > 150, "its number port is painted in the number colour: {g} {b}");
+    // Released, the layer is rebuilt for the new view: n4 is HTML and no longer painted.
+    w.dispatch_event(&mouse("mouseup", x - 600, y, false)).unwrap();
+    tick().await;
+    let after = html_ids(&host);
+    assert!(after.contains(&"n4".to_string()) && !after.contains(&"n0".to_string()), "{after:?}");
+    assert_eq!(pixel(&state, &host, in_n4)[3], 0, "n4 is no longer painted");
+    assert_eq!(drawn(&host).0 as usize, after.len());
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+async fn after_a_wheel_zoom_the_node_layer_catches_up_once_the_view_is_still() {
+    let (state, host) = mount(grid(500));
+    tick().await;
+    state.viewport.set(leptos_flow::Viewport { x: 0.0, y: 0.0, zoom: 1.0 });
+    tick().await;
+    let before = html_ids(&host);
+    assert!(!before.is_empty());
+    // Wheel out past the zoom where nodes stop being HTML.
+    let (x, y) = client(&state, &host, Pos::new(0.0, 0.0));
+    let init = web_sys::WheelEventInit::new();
+    init.set_bubbles(true);
+    init.set_cancelable(true);
+    init.set_client_x(x + 10);
+    init.set_client_y(y + 10);
+    init.set_delta_y(600.0);
+    let wheel = web_sys::WheelEvent::new_with_event_init_dict("wheel", &init).unwrap();
+    q(&host, ".lf-canvas").dispatch_event(&wheel).unwrap();
+    tick().await;
+    assert!(state.viewport.get_untracked().zoom < 0.5);
+    assert_eq!(html_ids(&host), before, "the layer waits while the view may still move");
+    sleep(250).await;
+    assert!(html_ids(&host).is_empty(), "then every node is painted");
+    assert!(drawn(&host).0 > before.len() as u32);
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+async fn the_minimap_paints_every_node_and_a_press_centres_the_view_there() {
+    let (state, host) = mount(grid(500));
+    tick().await;
+    let errors: std::collections::HashMap<String, Vec<String>> =
+        [("n0".to_string(), vec!["bad".to_string()])].into_iter().collect();
+    state.set_errors(&errors);
+    state.viewport.set(leptos_flow::Viewport { x: 0.0, y: 0.0, zoom: 1.0 });
+    tick().await;
+    let mini: web_sys::HtmlCanvasElement = q(&host, ".lf-minimap canvas").dyn_into().unwrap();
+    assert_eq!(mini.get_attribute("data-nodes").as_deref(), Some("500"));
+    let ctx: web_sys::CanvasRenderingContext2d = mini.get_context("2d").unwrap().unwrap().dyn_into().unwrap();
+    let data = ctx.get_image_data(0.0, 0.0, mini.width() as f64, mini.height() as f64).unwrap().data();
+    let (mut grey, mut red) = (0, 0);
+    for px in data.chunks(4) {
+        match px {
+            [0x5a, 0x63, 0x78, 255] => grey += 1,
+            [0xff, 0x5c, 0x5c, 255] => red += 1,
+            _ => {}
+        }
+    }
+    assert!(grey > 1000 && red > 0, "nodes painted: {grey} grey, {red} red");
+    // The view box sits where the view is: the graph's top-left corner.
+    let view = q(&host, ".lf-mini-view").get_bounding_client_rect();
+    let m = q(&host, ".lf-minimap").get_bounding_client_rect();
+    assert!((view.left() - m.left()).abs() < 3.0 && (view.top() - m.top()).abs() < 3.0);
+    // A press where the minimap shows the middle of the graph (it fills the width, top
+    // aligned) centres the view there.
+    let (gw, gh) = (24.0 * 260.0 + 200.0, 19.0 * 160.0 + 104.0);
+    let c = mini.get_bounding_client_rect();
+    let (cx, cy) = ((c.left() + c.width() / 2.0) as i32, (c.top() + c.width() / gw * gh / 2.0) as i32);
+    q(&host, ".lf-minimap").dispatch_event(&mouse("mousedown", cx, cy, false)).unwrap();
+    tick().await;
+    let (w, h) = state.size.get_untracked();
+    let centre = state.viewport.get_untracked().to_world(Pos::new(w / 2.0, h / 2.0));
+    assert!((centre.x - gw / 2.0).abs() < gw / 50.0 && (centre.y - gh / 2.0).abs() < gh / 50.0, "{centre:?}");
+    let view = q(&host, ".lf-mini-view").get_bounding_client_rect();
+    let (vx, vy) = (view.left() + view.width() / 2.0, view.top() + view.height() / 2.0);
+    assert!((vx - cx as f64).abs() < 2.0 && (vy - cy as f64).abs() < 2.0, "view box centred at {vx},{vy}");
+    host.remove();
+}

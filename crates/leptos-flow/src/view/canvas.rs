@@ -14,6 +14,9 @@ use wasm_bindgen::JsCast;
 
 /// How close (screen px) the pointer must be to a port for a wire to snap to it.
 const SNAP_PX: f64 = 18.0;
+/// How long the view must stay still after a pan or wheel zoom before the HTML node layer
+/// is rebuilt for it.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(150);
 
 fn local_pos(canvas: &web_sys::HtmlElement, x: i32, y: i32) -> Pos {
     let r = canvas.get_bounding_client_rect();
@@ -141,6 +144,62 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
     let canvas: NodeRef<html::Div> = NodeRef::new();
     let drag = state.drag;
 
+    // The view the HTML node layer was last built for (see `visible_nodes`), and the timer
+    // that brings it up to date once a gesture stops moving the view.
+    let settled = RwSignal::new(state.viewport.get_untracked());
+    let settle_timer: StoredValue<Option<TimeoutHandle>> = StoredValue::new(None);
+    let settle_now = move || {
+        if let Some(t) = settle_timer.try_update_value(Option::take).flatten() {
+            t.clear();
+        }
+        let v = state.viewport.get_untracked();
+        if settled.try_get_untracked().is_some_and(|s| s != v) {
+            settled.set(v);
+        }
+    };
+    // Called as a gesture moves the view: the layer catches up SETTLE after the last move.
+    let moving = move || {
+        if let Some(t) = settle_timer.try_update_value(Option::take).flatten() {
+            t.clear();
+        }
+        settle_timer.set_value(set_timeout_with_handle(settle_now, SETTLE).ok());
+    };
+    // Any other change of the view (fit, zoom to a node, the minimap) rebuilds it at once.
+    Effect::new(move |_| {
+        state.viewport.track();
+        if settle_timer.with_value(Option::is_none) {
+            settle_now();
+        }
+    });
+    on_cleanup(move || {
+        if let Some(t) = settle_timer.try_update_value(Option::take).flatten() {
+            t.clear();
+        }
+    });
+
+    // HTML nodes only when zoomed in far enough to read them; the scene paints the rest.
+    // Which nodes are HTML follows the view once it settles: while it moves (a pan, a wheel
+    // zoom) the set stays, the layer moves under its transform, and the scene paints the
+    // nodes that come into view. Building nodes' DOM in the middle of a gesture is what made
+    // its frames late; painting a few more boxes is not.
+    let scene_nodes = Memo::new(move |_| settled.get().zoom < SCENE_ZOOM);
+    let visible_nodes = Memo::new(move |_| {
+        if scene_nodes.get() {
+            return Vec::new();
+        }
+        let r = scene::visible_rect(&settled.get(), state.size.get());
+        state.nodes.with(|m| {
+            m.iter()
+                .filter(|(_, s)| {
+                    let p = s.pos.get();
+                    let h = s.node.with(node_height);
+                    Rect { x: p.x, y: p.y, w: NODE_WIDTH, h }.intersects(&r)
+                })
+                .map(|(k, _)| k.clone())
+                .collect::<Vec<_>>()
+        })
+    });
+
     let measure = move || {
         if let Some(el) = canvas.get_untracked() {
             let r = el.get_bounding_client_rect();
@@ -175,6 +234,7 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
         match &mut current {
             Some(Drag::Pan { start, vp, moved }) => {
                 *moved |= (p.x - start.x).abs() + (p.y - start.y).abs() > 2.0;
+                moving();
                 state.viewport.set(Viewport { x: vp.x + p.x - start.x, y: vp.y + p.y - start.y, zoom: vp.zoom });
             }
             Some(Drag::Nodes { start, starts, moved }) => {
@@ -225,6 +285,7 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
                 state.select_only([]);
                 state.search.set(None);
             }
+            Some(Drag::Pan { moved: true, .. }) => settle_now(),
             Some(Drag::Nodes { starts, moved: true, .. }) => {
                 let moves: Vec<(String, Pos)> = state.nodes.with_untracked(|m| {
                     starts.iter().filter_map(|(id, _)| m.get(id).map(|s| (id.clone(), s.pos.get_untracked()))).collect()
@@ -275,11 +336,9 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
         if ev.button() == 0 {
             let vp = state.viewport.get_untracked();
             let world = vp.to_world(p);
-            if vp.zoom < SCENE_ZOOM {
-                if let Some(id) = scene::node_at(&state, world) {
-                    press_node(state, &id, &ev, Some(web_sys::HtmlElement::clone(&el)));
-                    return;
-                }
+            if let Some(id) = visible_nodes.with_untracked(|html| scene::node_at(&state, world, html)) {
+                press_node(state, &id, &ev, Some(web_sys::HtmlElement::clone(&el)));
+                return;
             }
             if let Some(key) = scene::wire_at(&state, world, WIRE_HIT_PX / vp.zoom) {
                 ev.prevent_default();
@@ -302,6 +361,7 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
         ev.prevent_default();
         let p = local_pos(&el, ev.client_x(), ev.client_y());
         let factor = (-ev.delta_y() * if ev.delta_mode() == 1 { 0.05 } else { 0.0015 }).exp();
+        moving();
         state.viewport.update(|v| *v = v.zoom_at(p, factor));
     };
     let on_dblclick = move |ev: ev::MouseEvent| {
@@ -314,13 +374,11 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
         if is_bg {
             let p = local_pos(&el, ev.client_x(), ev.client_y());
             let vp = state.viewport.get_untracked();
-            // A double-click on a painted (zoomed-out) node zooms in to it.
-            if vp.zoom < SCENE_ZOOM {
-                if let Some(id) = scene::node_at(&state, vp.to_world(p)) {
-                    state.select_only([id]);
-                    state.fit_selection();
-                    return;
-                }
+            // A double-click on a painted node zooms in to it.
+            if let Some(id) = visible_nodes.with_untracked(|html| scene::node_at(&state, vp.to_world(p), html)) {
+                state.select_only([id]);
+                state.fit_selection();
+                return;
             }
             state.search.set(Some(SearchPopup { world: vp.to_world(p), screen: p, wire: None }));
         }
@@ -423,24 +481,6 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
         }
     };
 
-    // HTML nodes only when zoomed in far enough to read them; the scene paints the rest.
-    let scene_nodes = Memo::new(move |_| state.viewport.get().zoom < SCENE_ZOOM);
-    let visible_nodes = Memo::new(move |_| {
-        if scene_nodes.get() {
-            return Vec::new();
-        }
-        let r = scene::visible_rect(&state.viewport.get(), state.size.get());
-        state.nodes.with(|m| {
-            m.iter()
-                .filter(|(_, s)| {
-                    let p = s.pos.get();
-                    let h = s.node.with(node_height);
-                    Rect { x: p.x, y: p.y, w: NODE_WIDTH, h }.intersects(&r)
-                })
-                .map(|(k, _)| k.clone())
-                .collect::<Vec<_>>()
-        })
-    });
     let world_style = move || {
         let v = state.viewport.get();
         format!("transform: translate({:.2}px, {:.2}px) scale({:.4});", v.x, v.y, v.zoom)
@@ -458,7 +498,7 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
         let mut drawn = Drawn::default();
         colours.update_value(|c| {
             let c = c.get_or_insert_with(|| Colours::read(&cv));
-            drawn = scene::draw(&ctx, &state, c);
+            visible_nodes.with(|html| drawn = scene::draw(&ctx, &state, c, html));
         });
         if last_drawn.get_value() != Some(drawn) {
             last_drawn.set_value(Some(drawn));
@@ -766,9 +806,7 @@ fn NodeSearch(state: FlowState, popup: SearchPopup) -> impl IntoView {
 fn Minimap(state: FlowState) -> impl IntoView {
     const W: f64 = 180.0;
     const H: f64 = 120.0;
-    // The graph's bounds change only when nodes move past the edge; one rect per node,
-    // keyed, in world coordinates under one transform, so a drag or a pan touches one rect
-    // and the transform, not all of them.
+    // The graph's bounds change only when nodes move past the edge.
     let bounds = Memo::new(move |_| {
         state.nodes.with(|nodes| {
             nodes
@@ -784,9 +822,14 @@ fn Minimap(state: FlowState) -> impl IntoView {
                 })
         })
     });
-    let frame = Memo::new(move |_| {
+    let visible = Memo::new(move |_| {
         let (w, h) = state.size.get();
-        let vis = state.viewport.get().visible(w, h);
+        state.viewport.get().visible(w, h)
+    });
+    // The world rectangle the minimap shows (the graph and the view) and its scale: a memo,
+    // so a pan inside the graph's bounds moves the view box and repaints nothing else.
+    let frame = Memo::new(move |_| {
+        let vis = visible.get();
         let r = match bounds.get() {
             Some(b) => {
                 let x = vis.x.min(b.x);
@@ -795,15 +838,53 @@ fn Minimap(state: FlowState) -> impl IntoView {
             }
             None => vis,
         };
-        let scale = (W / r.w.max(1.0)).min(H / r.h.max(1.0));
-        (r, scale, vis)
+        (r, (W / r.w.max(1.0)).min(H / r.h.max(1.0)))
+    });
+    // Nodes are painted on a canvas in two batched paths (valid, invalid): a few hundred SVG
+    // rects under a transform that changes on every frame of a pan cost a frame on their own.
+    let el: NodeRef<html::Canvas> = NodeRef::new();
+    let colours: StoredValue<Option<(String, String)>> = StoredValue::new(None);
+    Effect::new(move |_| {
+        let Some(cv) = el.get() else { return };
+        let (r, scale) = frame.get();
+        let Some(ctx) = scene::context(&cv, W, H) else { return };
+        let (node, invalid) = colours.with_value(Clone::clone).unwrap_or_else(|| {
+            let style = scene::computed_style(&cv);
+            let c = (
+                scene::css_var(style.as_ref(), "--lf-mini-node", "#5a6378"),
+                scene::css_var(style.as_ref(), "--lf-mini-invalid", "#ff5c5c"),
+            );
+            colours.set_value(Some(c.clone()));
+            c
+        });
+        ctx.clear_rect(0.0, 0.0, W, H);
+        let rects: Vec<(Rect, bool)> = state.nodes.with(|nodes| {
+            nodes
+                .values()
+                .map(|s| {
+                    let p = s.pos.get();
+                    let (h, bad) = s.node.with(|n| (node_height(n), !n.errors.is_empty()));
+                    (Rect { x: (p.x - r.x) * scale, y: (p.y - r.y) * scale, w: NODE_WIDTH * scale, h: h * scale }, bad)
+                })
+                .collect()
+        });
+        for (colour, bad) in [(&node, false), (&invalid, true)] {
+            ctx.begin_path();
+            for (q, _) in rects.iter().filter(|(_, b)| *b == bad) {
+                // At least a pixel, so a node never vanishes from a large graph's overview.
+                ctx.rect(q.x, q.y, q.w.max(1.0), q.h.max(1.0));
+            }
+            ctx.set_fill_style_str(colour);
+            ctx.fill();
+        }
+        let _ = cv.set_attribute("data-nodes", &rects.len().to_string());
     });
     let on_down = move |ev: ev::MouseEvent| {
         ev.stop_propagation();
         ev.prevent_default();
-        let Some(t) = ev.current_target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) else { return };
-        let b = t.get_bounding_client_rect();
-        let (r, scale, _) = frame.get_untracked();
+        let Some(cv) = el.get_untracked() else { return };
+        let b = cv.get_bounding_client_rect();
+        let (r, scale) = frame.get_untracked();
         let world =
             Pos::new(r.x + (ev.client_x() as f64 - b.left()) / scale, r.y + (ev.client_y() as f64 - b.top()) / scale);
         let (w, h) = state.size.get_untracked();
@@ -812,47 +893,23 @@ fn Minimap(state: FlowState) -> impl IntoView {
             v.y = h / 2.0 - world.y * v.zoom;
         });
     };
-    let transform = move || {
-        let (r, scale, _) = frame.get();
-        format!("scale({scale}) translate({}, {})", -r.x, -r.y)
+    // The view box is one small element moved by its style: a pan repaints its old and new
+    // place, not the overview under it.
+    let view_style = move || {
+        let (r, scale) = frame.get();
+        let v = visible.get();
+        format!(
+            "left:{:.1}px;top:{:.1}px;width:{:.1}px;height:{:.1}px",
+            (v.x - r.x) * scale,
+            (v.y - r.y) * scale,
+            v.w * scale,
+            v.h * scale
+        )
     };
-    let ids = Memo::new(move |_| state.nodes.with(|m| m.keys().cloned().collect::<Vec<_>>()));
     view! {
-        <svg class="lf-minimap" width=W height=H on:mousedown=on_down>
-            <g transform=transform>
-                <For
-                    each=move || ids.get()
-                    key=|id: &String| id.clone()
-                    children=move |id: String| {
-                        let sig = state.nodes.with_untracked(|m| m.get(&id).copied());
-                        sig.map(|s| {
-                            view! {
-                                <rect
-                                    class="lf-mini-node"
-                                    class:lf-mini-invalid=move || s.node.with(|n| !n.errors.is_empty())
-                                    x=move || s.pos.get().x
-                                    y=move || s.pos.get().y
-                                    width=NODE_WIDTH
-                                    height=move || s.node.with(node_height)
-                                />
-                            }
-                        })
-                    }
-                />
-                {move || {
-                    let (_, scale, vis) = frame.get();
-                    view! {
-                        <rect
-                            class="lf-mini-view"
-                            x=vis.x
-                            y=vis.y
-                            width=vis.w
-                            height=vis.h
-                            stroke-width=1.0 / scale
-                        />
-                    }
-                }}
-            </g>
-        </svg>
+        <div class="lf-minimap" style=format!("width:{W}px;height:{H}px") on:mousedown=on_down>
+            <canvas node_ref=el></canvas>
+            <div class="lf-mini-view" style=view_style></div>
+        </div>
     }
 }

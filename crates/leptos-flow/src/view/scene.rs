@@ -8,7 +8,7 @@ use super::state::{FlowState, WireDrag};
 use crate::geometry::{self, node_height, port_at, Rect, Viewport, HEADER_HEIGHT, NODE_WIDTH};
 use crate::model::{Edge, Pos};
 use leptos::prelude::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
@@ -16,6 +16,8 @@ use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 pub(crate) const SCENE_ZOOM: f64 = 0.5;
 /// Zoom below which painted nodes have no title (too small to read).
 const TITLE_ZOOM: f64 = 0.3;
+/// A painted port's radius (world units), as the HTML port dot.
+const PORT_RADIUS: f64 = 5.0;
 /// Screen pixels around a wire that still count as a press on it.
 pub(crate) const WIRE_HIT_PX: f64 = 6.0;
 
@@ -43,17 +45,24 @@ pub(crate) struct Colours {
     style: Option<web_sys::CssStyleDeclaration>,
 }
 
+/// A CSS custom property's value from a computed style, or a default.
+pub(crate) fn css_var(style: Option<&web_sys::CssStyleDeclaration>, name: &str, default: &str) -> String {
+    style
+        .and_then(|s| s.get_property_value(name).ok())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// An element's computed style.
+pub(crate) fn computed_style(el: &web_sys::Element) -> Option<web_sys::CssStyleDeclaration> {
+    web_sys::window().and_then(|w| w.get_computed_style(el).ok().flatten())
+}
+
 impl Colours {
     pub fn read(el: &web_sys::Element) -> Colours {
-        let style = web_sys::window().and_then(|w| w.get_computed_style(el).ok().flatten());
-        let var = |name: &str, default: &str| {
-            style
-                .as_ref()
-                .and_then(|s| s.get_property_value(name).ok())
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default.to_string())
-        };
+        let style = computed_style(el);
+        let var = |name: &str, default: &str| css_var(style.as_ref(), name, default);
         Colours {
             node: var("--lf-node", "#232733"),
             header: var("--lf-header", "#2b3040"),
@@ -75,24 +84,16 @@ impl Colours {
         if let Some(c) = self.types.get(ty) {
             return c.clone();
         }
-        let set = self
-            .style
-            .as_ref()
-            .and_then(|s| s.get_property_value(&format!("--lf-type-{ty}")).ok())
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty());
-        let c = set.unwrap_or_else(|| {
-            match ty {
-                "flow" => "#e6e8ee",
-                "text" => "#6fcf97",
-                "number" => "#56ccf2",
-                "bool" => "#f2c94c",
-                "json" => "#bb6bd9",
-                "action" => "#f2994a",
-                _ => &self.wire,
-            }
-            .to_string()
-        });
+        let default = match ty {
+            "flow" => "#e6e8ee",
+            "text" => "#6fcf97",
+            "number" => "#56ccf2",
+            "bool" => "#f2c94c",
+            "json" => "#bb6bd9",
+            "action" => "#f2994a",
+            _ => &self.wire,
+        };
+        let c = css_var(self.style.as_ref(), &format!("--lf-type-{ty}"), default);
         self.types.insert(ty.to_string(), c.clone());
         c
     }
@@ -134,9 +135,12 @@ fn wire_ends(state: &FlowState, e: &Edge) -> Option<(Pos, Pos, String)> {
     })
 }
 
-/// Paint one frame. Reads every signal it draws from, so run inside an effect it redraws
-/// on exactly the changes that matter.
-pub(crate) fn draw(ctx: &CanvasRenderingContext2d, state: &FlowState, colours: &mut Colours) -> Drawn {
+/// Paint one frame: every wire, and every visible node that is not an HTML node (`html`:
+/// all of them when zoomed out; while the view moves, those that came into view since it
+/// last settled). Reads every signal it draws from, so run inside an effect it redraws on
+/// exactly the changes that matter.
+pub(crate) fn draw(ctx: &CanvasRenderingContext2d, state: &FlowState, colours: &mut Colours, html: &[String]) -> Drawn {
+    let html: HashSet<&str> = html.iter().map(String::as_str).collect();
     let size = state.size.get();
     let vp = state.viewport.get();
     let zoom = vp.zoom;
@@ -172,7 +176,7 @@ pub(crate) fn draw(ctx: &CanvasRenderingContext2d, state: &FlowState, colours: &
     }
     stroke_wires(ctx, &selected, &colours.selected, (4.0f64).max(2.5 / zoom));
 
-    // Nodes, when zoomed out: fills and borders batched the same way.
+    // Nodes not in the DOM: fills and borders batched the same way.
     let selection = state.selection.get();
     state.nodes.with(|nodes| {
         struct Box_ {
@@ -181,7 +185,9 @@ pub(crate) fn draw(ctx: &CanvasRenderingContext2d, state: &FlowState, colours: &
             title: String,
             errors: usize,
             selected: bool,
+            ports: [Vec<String>; 2],
         }
+        let ports = zoom >= SCENE_ZOOM;
         let mut boxes = Vec::new();
         for (id, s) in nodes.iter() {
             let at = s.pos.get();
@@ -190,8 +196,14 @@ pub(crate) fn draw(ctx: &CanvasRenderingContext2d, state: &FlowState, colours: &
                 continue;
             }
             drawn.nodes += 1;
-            if zoom < SCENE_ZOOM {
-                boxes.push(Box_ { at, h, title, errors, selected: selection.contains(id) });
+            if !html.contains(id.as_str()) {
+                // Close enough to see ports, a painted node shows them too.
+                let ports = if ports {
+                    s.node.with(|n| [&n.inputs, &n.outputs].map(|ps| ps.iter().map(|p| p.ty.clone()).collect()))
+                } else {
+                    Default::default()
+                };
+                boxes.push(Box_ { at, h, title, errors, selected: selection.contains(id), ports });
             }
         }
         if boxes.is_empty() {
@@ -229,6 +241,25 @@ pub(crate) fn draw(ctx: &CanvasRenderingContext2d, state: &FlowState, colours: &
         }
         ctx.set_fill_style_str(&colours.invalid);
         ctx.fill();
+        if ports {
+            let mut by_type: BTreeMap<&str, Vec<Pos>> = BTreeMap::new();
+            for b in &boxes {
+                for (side, tys) in b.ports.iter().enumerate() {
+                    for (i, ty) in tys.iter().enumerate() {
+                        by_type.entry(ty).or_default().push(port_at(b.at, side == 1, i));
+                    }
+                }
+            }
+            for (ty, dots) in by_type {
+                ctx.begin_path();
+                for p in dots {
+                    ctx.move_to(p.x + PORT_RADIUS, p.y);
+                    let _ = ctx.arc(p.x, p.y, PORT_RADIUS, 0.0, std::f64::consts::TAU);
+                }
+                ctx.set_fill_style_str(&colours.of_type(ty));
+                ctx.fill();
+            }
+        }
         if zoom >= TITLE_ZOOM {
             ctx.set_fill_style_str(&colours.title);
             ctx.set_font("600 12px system-ui, sans-serif");
@@ -284,10 +315,11 @@ fn drag_ends(state: &FlowState, w: &WireDrag) -> Option<(Pos, Pos, bool)> {
     Some(if w.from_output { (a, end, bad) } else { (end, a, bad) })
 }
 
-/// The topmost painted node under a world point (later nodes are drawn on top).
-pub(crate) fn node_at(state: &FlowState, p: Pos) -> Option<String> {
+/// The topmost painted node under a world point (later nodes are drawn on top); `html`
+/// nodes are not painted (they take their own presses).
+pub(crate) fn node_at(state: &FlowState, p: Pos, html: &[String]) -> Option<String> {
     state.nodes.with_untracked(|nodes| {
-        nodes.iter().rev().find_map(|(id, s)| {
+        nodes.iter().rev().filter(|(id, _)| !html.contains(id)).find_map(|(id, s)| {
             let at = s.pos.get_untracked();
             let h = s.node.with_untracked(node_height);
             Rect { x: at.x, y: at.y, w: NODE_WIDTH, h }.contains(p).then(|| id.clone())
