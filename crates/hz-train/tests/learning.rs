@@ -121,17 +121,20 @@ fn warmed_model(dir: &Path, face: &GymFace) -> PathBuf {
 
 const WARMUP_STEPS: usize = 45;
 const WARMUP_LR: f64 = 1.5e-2;
-/// GRPO steps and learning rate: at 16 episodes a step the reward climbs slowly but
-/// steadily. The path is seeded but rides on float rounding, which a kernel change moves, so
-/// the rate is the one that held up across such changes: at 5e-3 the path reached +0.07 on
-/// one attention kernel and -0.06 on the next, with whole steps of malformed replies on the
-/// way; at 3e-3 it climbs without them: -0.22 to +0.12 in 130 steps (4e-3: +0.09), and
-/// -0.23 to +0.06 on the previous kernel. The end of one path still moves by ±0.1 with the
-/// build's kernels (a workspace build ended at -0.01, the package build at +0.12), so the
-/// assertions read the training curve over many episodes, and the evaluation's rise.
+/// GRPO steps, learning rate and KL weight: at 16 episodes a step the reward climbs slowly
+/// but steadily. The path is seeded but rides on float rounding, which the CPU's SIMD kernels
+/// (AVX2 or AVX-512) and the build move, so the settings are the ones that held up across such
+/// changes: at lr 5e-3 the path reached +0.07 on one attention kernel and -0.06 on the next,
+/// with whole steps of malformed replies on the way. With a KL weight of 0.01 the policy could
+/// drift away from the warmed base and collapse into malformed replies after climbing (on an
+/// AVX2 machine: KL 1.2-1.7 from step 90, the last 20 steps back at -0.15); at 0.05 it climbs
+/// without a collapse: -0.23 to +0.10 (seed 7), -0.25 to +0.14 (seed 8) and -0.19 to +0.02
+/// (seed 9) on that machine. So the assertions read the training curve over many episodes,
+/// and the evaluation's rise.
 const STEPS: u64 = 130;
 const WINDOW: usize = 20;
 const LR: f64 = 3e-3;
+const KL_BETA: f64 = 0.05;
 
 #[test]
 fn grpo_raises_the_mean_episode_reward_on_email_triage() {
@@ -151,7 +154,7 @@ fn grpo_raises_the_mean_episode_reward_on_email_triage() {
         group_size: 8,
         prompts_per_step: 2,
         micro_batch: 16,
-        kl_beta: 0.01,
+        kl_beta: KL_BETA,
         max_new_tokens: 24,
         temperature: 0.7,
         top_p: 0.9,
