@@ -376,6 +376,7 @@ fn SaveAs() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let open = RwSignal::new(false);
     let path = RwSignal::new(String::new());
+    let picking = RwSignal::new(false);
     view! {
         <button id="save-as" on:click=move |_| {
             path.set(ctx.path.get_untracked().unwrap_or_default());
@@ -386,10 +387,14 @@ fn SaveAs() -> impl IntoView {
                 <label>"Save to (absolute path ending in .gym.json)"
                     <input id="save-as-path" prop:value=move || path.get() on:input=move |ev| path.set(event_target_value(&ev)) />
                 </label>
-                <button id="save-as-browse" on:click=move |_| {
-                    // The system's Save dialog fills the path in; Save still confirms.
+                <button id="save-as-browse" prop:disabled=move || picking.get() on:click=move |_| {
+                    // The system's Save dialog fills the path in; Save still confirms. The
+                    // button is disabled while the dialog is open: one dialog at a time.
+                    picking.set(true);
                     spawn_local(async move {
-                        match invoke::<_, Option<String>>("pick_save_path", &json!({"current": path.get_untracked()})).await {
+                        let picked = invoke::<_, Option<String>>("pick_save_path", &json!({"current": path.get_untracked()})).await;
+                        picking.set(false);
+                        match picked {
                             Ok(Some(p)) => path.set(p),
                             Ok(None) => {}
                             Err(e) => ctx.say(e, true),

@@ -597,10 +597,15 @@ pub fn Gallery() -> impl IntoView {
         });
     };
     // The system's Open dialog; a chosen file opens at once.
+    // Disabled while its dialog is open: one dialog at a time.
+    let picking = RwSignal::new(false);
     let browse = move |_| {
+        picking.set(true);
         spawn_local(async move {
             let current = ctx.path.get_untracked();
-            match invoke::<_, Option<String>>("pick_open_path", &json!({"current": current})).await {
+            let picked = invoke::<_, Option<String>>("pick_open_path", &json!({"current": current})).await;
+            picking.set(false);
+            match picked {
                 Ok(Some(p)) => {
                     open_path.set(p.clone());
                     match invoke::<_, OpenedGym>("open_gym", &json!({"path": p})).await {
@@ -626,7 +631,7 @@ pub fn Gallery() -> impl IntoView {
                 <div class="hz-row">
                     <input id="open-path" class="hz-wide" placeholder="/path/to/name.gym.json" prop:value=move || open_path.get() on:input=move |ev| open_path.set(event_target_value(&ev)) />
                     <button id="open-path-go" on:click=open_file>"Open file"</button>
-                    <button id="open-browse" on:click=browse>"Browse…"</button>
+                    <button id="open-browse" on:click=browse prop:disabled=move || picking.get()>"Browse…"</button>
                 </div>
                 {move || error.get().map(|e| view! { <div class="hz-field-error" id="gallery-error">{e}</div> })}
                 <h3>"Templates"</h3>

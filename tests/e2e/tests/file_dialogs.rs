@@ -38,6 +38,22 @@ async fn gym_path(app: &App) -> Result<String> {
     Ok(app.wait("#gym-path").await?.attr("title").await?.unwrap_or_default())
 }
 
+/// Click a Browse… button until it is disabled, which it is while its dialog is open: a
+/// click WebKit's WebDriver reported but the page never got is clicked again (at most 3).
+async fn browse(app: &App, button: &str) -> Result<()> {
+    let disabled = format!("return document.querySelector({button:?}).disabled");
+    for _ in 0..3 {
+        app.click(button).await?;
+        for _ in 0..20 {
+            if app.js(&disabled).await?.as_bool() == Some(true) {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    anyhow::bail!("{button} never opened its dialog")
+}
+
 async fn scenario(app: &mut App) -> Result<()> {
     // A gym somewhere the app has never seen: a copy of a template with its fixtures.
     let dir = app.data_dir.path().join("elsewhere").join("triage");
@@ -47,7 +63,7 @@ async fn scenario(app: &mut App) -> Result<()> {
 
     // 1. Open: the system dialog, a path typed into its location field.
     app.wait("#gallery").await?;
-    app.click("#open-browse").await?;
+    browse(app, "#open-browse").await?;
     let path = gym.to_str().context("a UTF-8 path")?;
     app.x_window("^Open a gym$", &["key", "--clearmodifiers", "ctrl+l", "type", "--delay", "5", path])?;
     app.x_confirm("^Open a gym$").await?;
@@ -57,7 +73,7 @@ async fn scenario(app: &mut App) -> Result<()> {
 
     // 2. Save as: the dialog starts at the current file; a bare name gets the extension.
     app.click("#save-as").await?;
-    app.click("#save-as-browse").await?;
+    browse(app, "#save-as-browse").await?;
     app.x_window("^Save the gym as$", &["key", "--clearmodifiers", "ctrl+a", "type", "--delay", "5", "triage-copy"])?;
     app.x_confirm("^Save the gym as$").await?;
     let want = dir.join("triage-copy.gym.json");
