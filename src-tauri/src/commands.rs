@@ -190,11 +190,14 @@ pub fn as_gym_file(picked: &Path) -> PathBuf {
     picked.with_file_name(format!("{stem}.gym.json"))
 }
 
-/// Where a file dialog starts: the folder of `current` and its file name, when it is a path.
-fn dialog_start(
-    dialog: tauri_plugin_dialog::FileDialogBuilder<tauri::Wry>,
+/// A gym file dialog over `window`, starting at the folder and file name of `current` when
+/// it is a path.
+fn gym_dialog(
+    window: &tauri::WebviewWindow,
+    title: &str,
     current: Option<&str>,
 ) -> tauri_plugin_dialog::FileDialogBuilder<tauri::Wry> {
+    let dialog = window.dialog().file().set_title(title).add_filter("Gym", &["gym.json"]).set_parent(window);
     let Some(p) = current.filter(|c| !c.is_empty() && c.len() <= MAX_SHORT).map(Path::new) else { return dialog };
     let dialog = match p.parent().filter(|d| d.is_dir()) {
         Some(dir) => dialog.set_directory(dir),
@@ -224,17 +227,14 @@ async fn pick(
 /// The system's Open dialog for a gym file, over the main window.
 #[tauri::command(rename_all = "snake_case")]
 pub async fn pick_open_path(window: tauri::WebviewWindow, current: Option<String>) -> Result<Option<String>, String> {
-    let dialog = window.dialog().file().set_title("Open a gym").add_filter("Gym", &["gym.json"]).set_parent(&window);
-    let dialog = dialog_start(dialog, current.as_deref());
+    let dialog = gym_dialog(&window, "Open a gym", current.as_deref());
     pick("open", move || dialog.blocking_pick_file()).await
 }
 
 /// The system's Save dialog for a gym file, starting at the current file.
 #[tauri::command(rename_all = "snake_case")]
 pub async fn pick_save_path(window: tauri::WebviewWindow, current: Option<String>) -> Result<Option<String>, String> {
-    let dialog =
-        window.dialog().file().set_title("Save the gym as").add_filter("Gym", &["gym.json"]).set_parent(&window);
-    let dialog = dialog_start(dialog, current.as_deref());
+    let dialog = gym_dialog(&window, "Save the gym as", current.as_deref());
     pick("save as", move || dialog.blocking_save_file()).await
 }
 

@@ -587,14 +587,14 @@ pub fn Gallery() -> impl IntoView {
         });
     };
     let open_path = RwSignal::new(String::new());
+    let open_at = move |p: String| async move {
+        match invoke::<_, OpenedGym>("open_gym", &json!({"path": p})).await {
+            Ok(g) => ctx.open(g),
+            Err(e) => error.set(Some(e)),
+        }
+    };
     let open_file = move |_| {
-        let p = open_path.get_untracked();
-        spawn_local(async move {
-            match invoke::<_, OpenedGym>("open_gym", &json!({"path": p})).await {
-                Ok(g) => ctx.open(g),
-                Err(e) => error.set(Some(e)),
-            }
-        });
+        spawn_local(open_at(open_path.get_untracked()));
     };
     // The system's Open dialog; a chosen file opens at once.
     // Disabled while its dialog is open: one dialog at a time.
@@ -608,10 +608,7 @@ pub fn Gallery() -> impl IntoView {
             match picked {
                 Ok(Some(p)) => {
                     open_path.set(p.clone());
-                    match invoke::<_, OpenedGym>("open_gym", &json!({"path": p})).await {
-                        Ok(g) => ctx.open(g),
-                        Err(e) => error.set(Some(e)),
-                    }
+                    open_at(p).await;
                 }
                 Ok(None) => {}
                 Err(e) => error.set(Some(e)),

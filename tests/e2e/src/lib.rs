@@ -241,13 +241,20 @@ impl App {
         self.x_window("^440hz$", &["key", "--clearmodifiers", keys])
     }
 
-    /// Whether a visible X window's title matches `title` (a regex).
-    pub fn x_window_shown(&self, title: &str) -> Result<bool> {
-        let out = Command::new("xdotool")
-            .args(["search", "--onlyvisible", "--name", title])
+    /// Run xdotool on the app's X display (at most 60 s).
+    fn xdotool(&self, args: &[&str]) -> Result<std::process::Output> {
+        Command::new("timeout")
+            .arg("60")
+            .arg("xdotool")
+            .args(args)
             .env("DISPLAY", format!(":{}", self.display))
             .output()
-            .context("running xdotool")?;
+            .context("running xdotool")
+    }
+
+    /// Whether a visible X window's title matches `title` (a regex).
+    pub fn x_window_shown(&self, title: &str) -> Result<bool> {
+        let out = self.xdotool(&["search", "--onlyvisible", "--name", title])?;
         Ok(out.status.success() && !out.stdout.is_empty())
     }
 
@@ -256,12 +263,10 @@ impl App {
     pub async fn x_confirm(&self, title: &str) -> Result<()> {
         for _ in 0..10 {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            if !self.x_window_shown(title)? {
+            // Only to a dialog still there: an earlier Enter may have closed it by now.
+            if !self.x_keys_to(title, &["key", "--clearmodifiers", "Return"], false)? && !self.x_window_shown(title)? {
                 return Ok(());
             }
-            // The dialog may close between the check and the key (an earlier Enter taking
-            // effect): then there is no window to send it to, and the next check sees that.
-            self.x_keys_to(title, &["key", "--clearmodifiers", "Return"], false)?;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         if self.x_window_shown(title)? {
@@ -281,21 +286,12 @@ impl App {
     /// `x_window`, waiting for the window when `wait`, else returning `false` when there is
     /// none.
     fn x_keys_to(&self, title: &str, actions: &[&str], wait: bool) -> Result<bool> {
-        let xdotool = |args: &[&str]| -> Result<std::process::Output> {
-            Command::new("timeout")
-                .arg("60")
-                .arg("xdotool")
-                .args(args)
-                .env("DISPLAY", format!(":{}", self.display))
-                .output()
-                .context("running xdotool")
-        };
         let search: &[&str] = if wait {
             &["search", "--sync", "--onlyvisible", "--name", title]
         } else {
             &["search", "--onlyvisible", "--name", title]
         };
-        let found = xdotool(search)?;
+        let found = self.xdotool(search)?;
         let id = String::from_utf8_lossy(&found.stdout).lines().next().map(str::trim).unwrap_or_default().to_string();
         if !found.status.success() || id.is_empty() {
             if !wait {
@@ -308,9 +304,9 @@ impl App {
         // waits for ever when it does not.
         let mut focused = false;
         for _ in 0..20 {
-            xdotool(&["windowfocus", &id])?;
+            self.xdotool(&["windowfocus", &id])?;
             std::thread::sleep(Duration::from_millis(250));
-            let now = xdotool(&["getwindowfocus"])?;
+            let now = self.xdotool(&["getwindowfocus"])?;
             if String::from_utf8_lossy(&now.stdout).trim() == id {
                 focused = true;
                 break;
@@ -324,7 +320,7 @@ impl App {
             // Type anyway: what the keys did is checked by the test through the app.
             eprintln!("e2e: the window {title:?} ({id}) did not report the keyboard focus");
         }
-        let done = xdotool(actions)?;
+        let done = self.xdotool(actions)?;
         if !done.status.success() {
             bail!(
                 "xdotool in the window {title:?} ({actions:?}) failed ({}): {}",

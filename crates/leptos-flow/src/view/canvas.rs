@@ -148,10 +148,13 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
     // that brings it up to date once a gesture stops moving the view.
     let settled = RwSignal::new(state.viewport.get_untracked());
     let settle_timer: StoredValue<Option<TimeoutHandle>> = StoredValue::new(None);
-    let settle_now = move || {
+    let cancel_settle = move || {
         if let Some(t) = settle_timer.try_update_value(Option::take).flatten() {
             t.clear();
         }
+    };
+    let settle_now = move || {
+        cancel_settle();
         let v = state.viewport.get_untracked();
         if settled.try_get_untracked().is_some_and(|s| s != v) {
             settled.set(v);
@@ -159,9 +162,7 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
     };
     // Called as a gesture moves the view: the layer catches up SETTLE after the last move.
     let moving = move || {
-        if let Some(t) = settle_timer.try_update_value(Option::take).flatten() {
-            t.clear();
-        }
+        cancel_settle();
         settle_timer.set_value(set_timeout_with_handle(settle_now, SETTLE).ok());
     };
     // Any other change of the view (fit, zoom to a node, the minimap) rebuilds it at once.
@@ -171,11 +172,7 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
             settle_now();
         }
     });
-    on_cleanup(move || {
-        if let Some(t) = settle_timer.try_update_value(Option::take).flatten() {
-            t.clear();
-        }
-    });
+    on_cleanup(cancel_settle);
 
     // HTML nodes only when zoomed in far enough to read them; the scene paints the rest.
     // Which nodes are HTML follows the view once it settles: while it moves (a pan, a wheel
