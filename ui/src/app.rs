@@ -304,6 +304,13 @@ pub fn App() -> impl IntoView {
                 <button id="redo" disabled=move || !ctx.flow.can_redo.get() on:click=move |_| ctx.flow.redo()>"Redo"</button>
                 <button id="fit" on:click=move |_| ctx.flow.fit_view()>"Fit"</button>
                 <button id="tidy" on:click=move |_| ctx.flow.tidy()>"Tidy up"</button>
+                <button
+                    id="group"
+                    title="Put a group around the selection (Ctrl+G)"
+                    disabled=move || ctx.flow.selection.with(|s| s.is_empty()) && ctx.flow.selected_annotations.with(|s| s.is_empty())
+                    on:click=move |_| { ctx.flow.group_selection(); }
+                >"Group"</button>
+                <button id="note" title="Add a sticky note (N)" on:click=move |_| { ctx.flow.add_note_in_view(); }>"Note"</button>
                 <GraphSearch />
                 <button id="readonly" title="Read-only preview: no edits on the canvas" class:hz-tab-on=move || ctx.flow.readonly.get() on:click=move |_| ctx.flow.readonly.update(|r| *r = !*r)>
                     {move || if ctx.flow.readonly.get() { "Locked" } else { "Lock" }}

@@ -1,9 +1,10 @@
-//! The gym file ↔ the editor's graph. The graph holds nodes and wires; every other field of
-//! the gym (tasks, fixtures, limits, …) stays in the JSON and passes through untouched.
+//! The gym file ↔ the editor's graph. The graph holds nodes, wires and annotations (groups,
+//! notes); every other field of the gym (tasks, fixtures, limits, …) stays in the JSON and
+//! passes through untouched.
 
 use crate::api::{Catalog, NodePorts, PortDef};
 use leptos_flow::view::PaletteItem;
-use leptos_flow::{Edge, Endpoint, Graph, Node, Port, Pos, WireRules};
+use leptos_flow::{Annotation, AnnotationKind, Edge, Endpoint, Graph, Node, Port, Pos, WireRules};
 use serde_json::{json, Map, Value};
 
 /// Keys of a node object the editor owns; the rest is the node's parameters.
@@ -113,6 +114,27 @@ pub fn to_graph(spec: &Value, catalog: &Catalog, analysed: &std::collections::BT
             }
         }
     }
+    // Annotations the editor cannot draw (no id, an unknown kind) are left out here; the
+    // validator names them in the JSON.
+    for a in spec.get("annotations").and_then(Value::as_array).into_iter().flatten() {
+        let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        let kind = match a.get("kind").and_then(Value::as_str) {
+            Some("group") => AnnotationKind::Group,
+            Some("note") => AnnotationKind::Note,
+            _ => continue,
+        };
+        let Some(id) =
+            a.get("id").and_then(Value::as_str).filter(|id| !id.is_empty() && !g.annotations.contains_key(*id))
+        else {
+            continue;
+        };
+        let (pos, size) = (&a["position"], &a["size"]);
+        let text = a.get("text").and_then(Value::as_str).unwrap_or_default();
+        let w = num(size, "width").max(Annotation::MIN_WIDTH);
+        let h = num(size, "height").max(Annotation::MIN_HEIGHT);
+        let note = Annotation::new(id, kind, text, Pos::new(num(pos, "x"), num(pos, "y")), w, h);
+        g.annotations.insert(id.to_string(), note);
+    }
     g
 }
 
@@ -151,6 +173,33 @@ pub fn to_spec(base: &Value, g: &Graph) -> Value {
         .collect();
     spec.insert("nodes".into(), Value::Array(nodes));
     spec.insert("edges".into(), Value::Array(edges));
+    let annotations: Vec<Value> = g
+        .annotations
+        .values()
+        .map(|a| {
+            let mut o = Map::new();
+            o.insert("id".into(), json!(a.id));
+            o.insert(
+                "kind".into(),
+                json!(match a.kind {
+                    AnnotationKind::Group => "group",
+                    AnnotationKind::Note => "note",
+                }),
+            );
+            if !a.text.is_empty() {
+                o.insert("text".into(), json!(a.text));
+            }
+            let round = |v: f64| v.round() as i64;
+            o.insert("position".into(), json!({"x": round(a.pos.x), "y": round(a.pos.y)}));
+            o.insert("size".into(), json!({"width": round(a.width), "height": round(a.height)}));
+            Value::Object(o)
+        })
+        .collect();
+    if annotations.is_empty() {
+        spec.remove("annotations");
+    } else {
+        spec.insert("annotations".into(), Value::Array(annotations));
+    }
     Value::Object(spec)
 }
 
@@ -194,6 +243,35 @@ mod tests {
         assert_eq!(back["nodes"][1]["label"], "End");
         assert_eq!(back["nodes"][0]["position"], json!({"x": 10, "y": 20}));
         assert_eq!(to_graph(&back, &catalog(), &Default::default()), g);
+    }
+
+    #[test]
+    fn annotations_round_trip_and_bad_ones_are_left_out() {
+        let spec = json!({
+            "nodes": [{"id": "r", "kind": "on_reset", "position": {"x": 0, "y": 0}}],
+            "annotations": [
+                {"id": "g", "kind": "group", "text": "Reset", "position": {"x": -30, "y": -60}, "size": {"width": 260, "height": 150}},
+                {"id": "n", "kind": "note", "position": {"x": 300, "y": 0}, "size": {"width": 220, "height": 120}},
+                {"id": "n", "kind": "note", "position": {"x": 0, "y": 0}, "size": {"width": 1, "height": 1}},
+                {"id": "s", "kind": "sticker", "position": {"x": 0, "y": 0}, "size": {"width": 1, "height": 1}}
+            ]
+        });
+        let g = to_graph(&spec, &catalog(), &Default::default());
+        assert_eq!(
+            g.annotations.keys().collect::<Vec<_>>(),
+            ["g", "n"],
+            "a repeated id and an unknown kind are left out"
+        );
+        assert_eq!(g.annotations["g"].kind, AnnotationKind::Group);
+        assert_eq!(g.annotations["g"].text, "Reset");
+        assert_eq!((g.annotations["n"].width, g.annotations["n"].height), (220.0, 120.0));
+        let back = to_spec(&spec, &g);
+        assert_eq!(back["annotations"][0], spec["annotations"][0]);
+        assert_eq!(back["annotations"][1], spec["annotations"][1], "an empty text is not written");
+        assert_eq!(to_graph(&back, &catalog(), &Default::default()), g);
+        let mut bare = g.clone();
+        bare.annotations.clear();
+        assert!(to_spec(&back, &bare).get("annotations").is_none(), "no annotations, no key");
     }
 
     #[test]

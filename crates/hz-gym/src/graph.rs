@@ -169,6 +169,22 @@ pub fn compile(bundle: GymBundle) -> Result<CompiledGym, Vec<Diagnostic>> {
         }
     }
 
+    // The editor's groups and notes: no behaviour, but a file the editor could not show
+    // (two with one id, a size it cannot draw) is named here rather than half-drawn.
+    let mut annotation_ids = BTreeSet::new();
+    for (i, a) in spec.annotations.iter().enumerate() {
+        if a.id.is_empty() {
+            v.err(None, format!("annotations[{i}].id"), "must not be empty");
+        } else if !annotation_ids.insert(a.id.as_str()) {
+            v.err(None, format!("annotations[{i}].id"), format!("duplicate annotation id {:?}", a.id));
+        }
+        for (name, x) in [("width", a.size.width), ("height", a.size.height)] {
+            if !(x.is_finite() && x > 0.0) {
+                v.err(None, format!("annotations[{i}].size.{name}"), format!("must be a positive number, not {x}"));
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- nodes
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (i, n) in spec.nodes.iter().enumerate() {

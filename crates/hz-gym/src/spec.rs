@@ -53,6 +53,9 @@ pub struct GymSpec {
     /// Wires between node ports.
     #[serde(default)]
     pub edges: Vec<Edge>,
+    /// Groups and sticky notes on the canvas (editor only; no effect on behaviour).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub annotations: Vec<Annotation>,
 }
 
 fn one() -> u32 {
@@ -193,6 +196,38 @@ pub struct Node {
     pub position: Option<Position>,
     #[serde(flatten)]
     pub kind: NodeKind,
+}
+
+/// A group (a titled frame that moves the nodes inside it) or a sticky note, for people
+/// reading the graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Annotation {
+    /// Unique among the annotations.
+    pub id: String,
+    pub kind: AnnotationKind,
+    /// A group's title or a note's text.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+    /// Top-left corner, in canvas coordinates.
+    pub position: Position,
+    pub size: Size,
+}
+
+/// What an annotation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AnnotationKind {
+    Group,
+    Note,
+}
+
+/// Width and height on the canvas.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Size {
+    pub width: f64,
+    pub height: f64,
 }
 
 /// Canvas coordinates.

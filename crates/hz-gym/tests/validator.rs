@@ -67,6 +67,28 @@ fn structural_problems_are_named() {
 }
 
 #[test]
+fn annotations_are_checked_but_change_no_behaviour() {
+    let mut g = support::counter_gym();
+    let note = |id: &str, w: f64| json!({"id": id, "kind": "note", "text": "why", "position": {"x": 0, "y": 0}, "size": {"width": w, "height": 80}});
+    g["annotations"] = json!([note("n1", 200.0), {"id": "g1", "kind": "group", "position": {"x": -40, "y": -60}, "size": {"width": 500, "height": 300}}]);
+    assert_eq!(errors(g.clone()), Vec::<String>::new());
+    let plain = GymBundle::from_value(support::counter_gym(), None).expect("parses");
+    let annotated = GymBundle::from_value(g.clone(), None).expect("parses");
+    assert_ne!(plain.id().unwrap(), annotated.id().unwrap(), "annotations are part of what a version holds");
+    g["annotations"] = json!([note("n1", 200.0), note("n1", -5.0)]);
+    let errs = errors(g.clone());
+    assert!(
+        errs.iter().any(|e| e.contains("`annotations[1].id`") && e.contains("duplicate annotation id")),
+        "{errs:#?}"
+    );
+    assert!(errs.iter().any(|e| e.contains("`annotations[1].size.width`") && e.contains("positive")), "{errs:#?}");
+    g["annotations"] =
+        json!([{"id": "n", "kind": "sticker", "position": {"x": 0, "y": 0}, "size": {"width": 1, "height": 1}}]);
+    let err = GymBundle::from_value(g, None).err().expect("an unknown kind is refused").to_string();
+    assert!(err.contains("sticker"), "{err}");
+}
+
+#[test]
 fn missing_entry_points_are_reported() {
     let mut g = support::counter_gym();
     g["nodes"].as_array_mut().unwrap().retain(|n| n["kind"] != "on_reset" && n["kind"] != "action_space");

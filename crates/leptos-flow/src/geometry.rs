@@ -56,7 +56,12 @@ impl Rect {
         p.x >= self.x && p.x <= self.x + self.w && p.y >= self.y && p.y <= self.y + self.h
     }
 
-    fn union(&self, o: &Rect) -> Rect {
+    /// Whether `o` lies wholly inside.
+    pub fn contains_rect(&self, o: &Rect) -> bool {
+        o.x >= self.x && o.y >= self.y && o.x + o.w <= self.x + self.w && o.y + o.h <= self.y + self.h
+    }
+
+    pub fn union(&self, o: &Rect) -> Rect {
         let x = self.x.min(o.x);
         let y = self.y.min(o.y);
         Rect { x, y, w: (self.x + self.w).max(o.x + o.w) - x, h: (self.y + self.h).max(o.y + o.h) - y }
@@ -67,9 +72,31 @@ pub fn node_rect(n: &Node) -> Rect {
     Rect { x: n.pos.x, y: n.pos.y, w: NODE_WIDTH, h: node_height(n) }
 }
 
-/// Bounding box of some nodes (all when `ids` is `None`); `None` when there are none.
+/// Bounding box of some nodes (all, annotations included, when `ids` is `None`); `None`
+/// when there are none.
 pub fn bounds(g: &Graph, ids: Option<&[String]>) -> Option<Rect> {
-    g.nodes.values().filter(|n| ids.is_none_or(|ids| ids.contains(&n.id))).map(node_rect).reduce(|a, b| a.union(&b))
+    let nodes = g.nodes.values().filter(|n| ids.is_none_or(|ids| ids.contains(&n.id))).map(node_rect);
+    let notes = g.annotations.values().filter(|_| ids.is_none()).map(|a| a.rect());
+    nodes.chain(notes).reduce(|a, b| a.union(&b))
+}
+
+/// Annotations wholly inside `r`.
+pub fn annotations_in(g: &Graph, r: &Rect) -> Vec<String> {
+    g.annotations.values().filter(|a| r.contains_rect(&a.rect())).map(|a| a.id.clone()).collect()
+}
+
+/// Room a group leaves around the nodes it is made for (its title sits in the top margin).
+pub const GROUP_MARGIN: f64 = 30.0;
+pub const GROUP_TITLE: f64 = 30.0;
+
+/// The rectangle of a group around `r`.
+pub fn group_rect(r: &Rect) -> Rect {
+    Rect {
+        x: r.x - GROUP_MARGIN,
+        y: r.y - GROUP_MARGIN - GROUP_TITLE,
+        w: r.w + 2.0 * GROUP_MARGIN,
+        h: r.h + 2.0 * GROUP_MARGIN + GROUP_TITLE,
+    }
 }
 
 /// Nodes whose rectangle meets `r`.
@@ -216,7 +243,9 @@ pub fn tidy(g: &Graph) -> Command {
         }
         columns[d].push(n);
     }
-    let origin = bounds(g, None).map(|r| Pos::new(r.x, r.y)).unwrap_or_default();
+    // The nodes' corner, not the annotations' (a refitted group would shift it every time).
+    let origin = g.nodes.values().map(node_rect).reduce(|a, b| a.union(&b));
+    let origin = origin.map(|r| Pos::new(r.x, r.y)).unwrap_or_default();
     let mut moves = Vec::new();
     for (c, col) in columns.iter_mut().enumerate() {
         col.sort_by(|a, b| a.pos.y.total_cmp(&b.pos.y).then(a.id.cmp(&b.id)));
@@ -229,7 +258,27 @@ pub fn tidy(g: &Graph) -> Command {
             y += node_height(n) + 40.0;
         }
     }
+    // Groups keep wrapping the nodes they held: each is refitted around their new places.
+    let mut refits = Vec::new();
+    for a in g.annotations.values().filter(|a| a.kind == crate::model::AnnotationKind::Group) {
+        let (members, _) = g.group_contents(&a.id);
+        let placed = members.iter().filter_map(|id| {
+            let n = g.nodes.get(id)?;
+            let at = moves.iter().find(|(m, _)| m == id).map(|(_, p)| *p).unwrap_or(n.pos);
+            Some(Rect { x: at.x, y: at.y, w: NODE_WIDTH, h: node_height(n) })
+        });
+        if let Some(r) = placed.reduce(|a, b| a.union(&b)) {
+            let r = group_rect(&r);
+            let mut refit = a.clone();
+            refit.pos = Pos::new(r.x, r.y);
+            (refit.width, refit.height) = (r.w, r.h);
+            if refit != *a {
+                refits.push(refit);
+            }
+        }
+    }
     let mut cmd = Command::moves(moves);
+    cmd.ops.extend(refits.into_iter().map(|annotation| crate::history::Op::SetAnnotation { annotation }));
     cmd.label = "Tidy up".to_string();
     cmd
 }

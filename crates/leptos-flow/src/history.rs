@@ -3,7 +3,7 @@
 //! proposal) is one undo step, and "unsaved" is exact: undoing back to the saved state
 //! makes the document clean again.
 
-use crate::model::{Edge, Graph, Node, Pos};
+use crate::model::{Annotation, Edge, Graph, Node, Pos};
 use crate::rules::{WireError, WireRules};
 
 /// A primitive change. Each has an exact inverse.
@@ -33,6 +33,22 @@ pub enum Op {
     RemoveEdge {
         edge: Edge,
     },
+    /// Insert an annotation at a drawing-order index (clamped).
+    InsertAnnotation {
+        index: usize,
+        annotation: Annotation,
+    },
+    RemoveAnnotation {
+        id: String,
+    },
+    /// Replace an annotation (same id): text, place, size.
+    SetAnnotation {
+        annotation: Annotation,
+    },
+    MoveAnnotation {
+        id: String,
+        to: Pos,
+    },
     /// Replace the whole document (a JSON edit, a template opened into the same editor).
     ReplaceAll {
         graph: Box<Graph>,
@@ -44,6 +60,10 @@ pub enum Op {
 pub enum EditError {
     #[error("no node `{0}`")]
     UnknownNode(String),
+    #[error("no annotation `{0}`")]
+    UnknownAnnotation(String),
+    #[error("an annotation `{0}` already exists")]
+    DuplicateAnnotation(String),
     #[error("a node `{0}` already exists")]
     DuplicateNode(String),
     #[error("no such wire {0}")]
@@ -101,6 +121,34 @@ impl Op {
                 g.edges.remove(index);
                 Ok(Op::InsertEdge { index, edge })
             }
+            Op::InsertAnnotation { index, annotation } => {
+                if g.annotations.contains_key(&annotation.id) {
+                    return Err(EditError::DuplicateAnnotation(annotation.id));
+                }
+                let id = annotation.id.clone();
+                let index = index.min(g.annotations.len());
+                g.annotations.shift_insert(index, id.clone(), annotation);
+                Ok(Op::RemoveAnnotation { id })
+            }
+            Op::RemoveAnnotation { id } => {
+                let index = g.annotations.get_index_of(&id).ok_or_else(|| EditError::UnknownAnnotation(id.clone()))?;
+                let annotation = g.annotations.shift_remove(&id).ok_or(EditError::UnknownAnnotation(id))?;
+                Ok(Op::InsertAnnotation { index, annotation })
+            }
+            Op::SetAnnotation { annotation } => {
+                let slot = g
+                    .annotations
+                    .get_mut(&annotation.id)
+                    .ok_or_else(|| EditError::UnknownAnnotation(annotation.id.clone()))?;
+                let before = std::mem::replace(slot, annotation);
+                Ok(Op::SetAnnotation { annotation: before })
+            }
+            Op::MoveAnnotation { id, to } => {
+                let slot = g.annotations.get_mut(&id).ok_or_else(|| EditError::UnknownAnnotation(id.clone()))?;
+                let before = slot.pos;
+                slot.pos = to;
+                Ok(Op::MoveAnnotation { id, to: before })
+            }
             Op::ReplaceAll { graph } => {
                 let before = std::mem::replace(g, *graph);
                 Ok(Op::ReplaceAll { graph: Box::new(before) })
@@ -128,8 +176,9 @@ impl Command {
         Command::new(label, ops)
     }
 
-    /// Delete nodes and every wire touching them, plus the given wires.
-    pub fn delete(g: &Graph, ids: &[String], edges: &[Edge]) -> Self {
+    /// Delete nodes and every wire touching them, plus the given wires and annotations
+    /// (deleting a group leaves what it held).
+    pub fn delete(g: &Graph, ids: &[String], edges: &[Edge], annotations: &[String]) -> Self {
         let mut gone: Vec<Edge> =
             g.edges.iter().filter(|e| ids.contains(&e.from.node) || ids.contains(&e.to.node)).cloned().collect();
         for e in edges {
@@ -139,15 +188,63 @@ impl Command {
         }
         let mut ops: Vec<Op> = gone.into_iter().map(|edge| Op::RemoveEdge { edge }).collect();
         ops.extend(ids.iter().filter(|id| g.nodes.contains_key(*id)).map(|id| Op::RemoveNode { id: id.clone() }));
-        let n = ids.len();
-        let label = if n == 1 { "Delete node".to_string() } else { format!("Delete {n} nodes") };
-        Command::new(if n == 0 { "Delete wires".to_string() } else { label }, ops)
+        let notes: Vec<&String> = annotations.iter().filter(|id| g.annotations.contains_key(*id)).collect();
+        ops.extend(notes.iter().map(|id| Op::RemoveAnnotation { id: (*id).clone() }));
+        let label = match (ids.len(), notes.len()) {
+            (0, 0) => "Delete wires".to_string(),
+            (1, 0) => "Delete node".to_string(),
+            (n, 0) => format!("Delete {n} nodes"),
+            (0, 1) => "Delete annotation".to_string(),
+            (0, m) => format!("Delete {m} annotations"),
+            (n, m) => format!("Delete {n} nodes and {m} annotations"),
+        };
+        Command::new(label, ops)
     }
 
     /// Move nodes to new positions (one undo step for a whole drag).
     pub fn moves(moves: Vec<(String, Pos)>) -> Self {
-        let label = if moves.len() == 1 { "Move node".to_string() } else { format!("Move {} nodes", moves.len()) };
-        Command::new(label, moves.into_iter().map(|(id, to)| Op::MoveNode { id, to }).collect())
+        Command::move_items(moves, Vec::new())
+    }
+
+    /// Move nodes and annotations (a group dragged with what it holds) as one step.
+    pub fn move_items(nodes: Vec<(String, Pos)>, annotations: Vec<(String, Pos)>) -> Self {
+        let label = match (nodes.len(), annotations.len()) {
+            (1, 0) => "Move node".to_string(),
+            (n, 0) => format!("Move {n} nodes"),
+            (0, 1) => "Move annotation".to_string(),
+            (n, m) => format!("Move {} items", n + m),
+        };
+        let mut ops: Vec<Op> = nodes.into_iter().map(|(id, to)| Op::MoveNode { id, to }).collect();
+        ops.extend(annotations.into_iter().map(|(id, to)| Op::MoveAnnotation { id, to }));
+        Command::new(label, ops)
+    }
+
+    /// Add an annotation on top of the others.
+    pub fn annotate(annotation: Annotation) -> Self {
+        let label = match annotation.kind {
+            crate::AnnotationKind::Group => "Add group",
+            crate::AnnotationKind::Note => "Add note",
+        };
+        Command::new(label, vec![Op::InsertAnnotation { index: usize::MAX, annotation }])
+    }
+
+    /// A group around the given nodes (and annotations), titled `title`; `None` when there is
+    /// nothing to group. Groups go behind the annotations they may hold.
+    pub fn group(g: &Graph, nodes: &[String], annotations: &[String], title: &str) -> Option<(Self, String)> {
+        let inner = g.annotations.values().filter(|a| annotations.contains(&a.id)).map(Annotation::rect);
+        let r = crate::geometry::bounds(g, Some(nodes)).into_iter().chain(inner).reduce(|a, b| a.union(&b))?;
+        let r = crate::geometry::group_rect(&r);
+        let id = g.fresh_annotation_id("group");
+        let group = Annotation::new(&id, crate::AnnotationKind::Group, title, Pos::new(r.x, r.y), r.w, r.h);
+        Some((Command::new("Group", vec![Op::InsertAnnotation { index: 0, annotation: group }]), id))
+    }
+
+    /// Replace one annotation (its text edited, or resized).
+    pub fn set_annotation(g: &Graph, annotation: Annotation, label: &str) -> Result<Self, EditError> {
+        if !g.annotations.contains_key(&annotation.id) {
+            return Err(EditError::UnknownAnnotation(annotation.id));
+        }
+        Ok(Command::new(label, vec![Op::SetAnnotation { annotation }]))
     }
 
     /// Connect two ports, replacing wires the rules say the new one replaces.

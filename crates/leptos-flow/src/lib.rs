@@ -1,7 +1,8 @@
 //! leptos-flow: a node-graph editor for Leptos.
 //!
 //! Two halves. The document ([`model`], [`history`], [`rules`], [`clipboard`], [`geometry`])
-//! is plain Rust with no browser types: a graph of nodes with typed ports, a command log
+//! is plain Rust with no browser types: a graph of nodes with typed ports (and groups and
+//! sticky notes around them), a command log
 //! where every change is one undoable step, wire rules that refuse a bad wire with a reason,
 //! copy/paste with fresh ids, viewport maths and tidy-up. The [`view`] (feature `view`) is
 //! the Leptos canvas over that document: palette, drag and drop, wiring, pan/zoom, selection,
@@ -21,5 +22,5 @@ pub mod view;
 pub use clipboard::Fragment;
 pub use geometry::{Rect, Viewport};
 pub use history::{Command, EditError, History, Op};
-pub use model::{Edge, Endpoint, Graph, Node, Port, Pos};
+pub use model::{Annotation, AnnotationKind, Edge, Endpoint, Graph, Node, Port, Pos};
 pub use rules::{Connection, WireError, WireRules};

@@ -1,5 +1,6 @@
-//! The graph document: nodes with typed ports, and wires between them. Plain data; every
-//! change goes through [`crate::history::History`] so it can be undone.
+//! The graph document: nodes with typed ports, wires between them, and annotations (groups
+//! and sticky notes) for the people reading it. Plain data; every change goes through
+//! [`crate::history::History`] so it can be undone.
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -130,11 +131,52 @@ impl Edge {
     }
 }
 
-/// The whole document. Node order is drawing order (later nodes on top).
+/// What an annotation is: a titled frame around nodes that moves what it holds, or a sticky
+/// note of free text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnnotationKind {
+    Group,
+    Note,
+}
+
+/// A group or a note: a rectangle with text, behind the nodes. It has no ports and takes no
+/// part in what the graph means.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Annotation {
+    pub id: String,
+    pub kind: AnnotationKind,
+    /// A group's title or a note's text.
+    #[serde(default)]
+    pub text: String,
+    /// Top-left corner.
+    pub pos: Pos,
+    pub width: f64,
+    pub height: f64,
+}
+
+impl Annotation {
+    /// The smallest size the editor resizes to (room for a title and a handle).
+    pub const MIN_WIDTH: f64 = 120.0;
+    pub const MIN_HEIGHT: f64 = 60.0;
+
+    pub fn new(id: &str, kind: AnnotationKind, text: &str, pos: Pos, width: f64, height: f64) -> Self {
+        Annotation { id: id.to_string(), kind, text: text.to_string(), pos, width, height }
+    }
+
+    pub fn rect(&self) -> crate::geometry::Rect {
+        crate::geometry::Rect { x: self.pos.x, y: self.pos.y, w: self.width, h: self.height }
+    }
+}
+
+/// The whole document. Node order is drawing order (later nodes on top); annotations are
+/// drawn behind every node, in their own order.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Graph {
     pub nodes: IndexMap<String, Node>,
     pub edges: Vec<Edge>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub annotations: IndexMap<String, Annotation>,
 }
 
 impl Graph {
@@ -194,6 +236,32 @@ impl Graph {
             _ => base,
         };
         (2..).map(|i| format!("{stem}_{i}")).find(|id| !self.nodes.contains_key(id)).unwrap_or_default()
+    }
+
+    /// An annotation id not used yet, built from `base` as [`Graph::fresh_id`] does.
+    pub fn fresh_annotation_id(&self, base: &str) -> String {
+        let base = if base.is_empty() { "note" } else { base };
+        if !self.annotations.contains_key(base) {
+            return base.to_string();
+        }
+        let stem = match base.rsplit_once('_') {
+            Some((stem, n)) if !stem.is_empty() && n.parse::<u64>().is_ok() => stem,
+            _ => base,
+        };
+        (2..).map(|i| format!("{stem}_{i}")).find(|id| !self.annotations.contains_key(id)).unwrap_or_default()
+    }
+
+    /// What moves with a group: the nodes and the other annotations wholly inside it.
+    pub fn group_contents(&self, id: &str) -> (Vec<String>, Vec<String>) {
+        let Some(group) = self.annotations.get(id).filter(|a| a.kind == AnnotationKind::Group) else {
+            return Default::default();
+        };
+        let r = group.rect();
+        let nodes =
+            self.nodes.values().filter(|n| r.contains_rect(&crate::geometry::node_rect(n))).map(|n| n.id.clone());
+        let notes =
+            self.annotations.values().filter(|a| a.id != id && r.contains_rect(&a.rect())).map(|a| a.id.clone());
+        (nodes.collect(), notes.collect())
     }
 
     /// Nodes no wire touches.

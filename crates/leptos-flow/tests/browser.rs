@@ -533,3 +533,126 @@ async fn the_minimap_paints_every_node_and_a_press_centres_the_view_there() {
     assert!((vx - cx as f64).abs() < 2.0 && (vy - cy as f64).abs() < 2.0, "view box centred at {vx},{vy}");
     host.remove();
 }
+
+/// Type into an in-place editor and press a key there (as a user's keyboard does).
+fn type_in(field: &web_sys::Element, text: &str, k: &str, ctrl: bool) {
+    if let Some(t) = field.dyn_ref::<web_sys::HtmlTextAreaElement>() {
+        t.set_value(text);
+    } else if let Some(i) = field.dyn_ref::<web_sys::HtmlInputElement>() {
+        i.set_value(text);
+    }
+    let init = web_sys::KeyboardEventInit::new();
+    init.set_bubbles(true);
+    init.set_cancelable(true);
+    init.set_key(k);
+    init.set_ctrl_key(ctrl);
+    field
+        .dispatch_event(&web_sys::KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init).unwrap())
+        .unwrap();
+}
+
+fn active_class() -> String {
+    document().active_element().map(|e| e.class_name()).unwrap_or_default()
+}
+
+#[wasm_bindgen_test]
+async fn a_group_made_from_the_selection_moves_what_it_holds_in_one_undo_step() {
+    let (state, host) = mount(graph(vec![node("a", 0.0, 0.0), node("b", 250.0, 0.0), node("c", 0.0, 300.0)]));
+    tick().await;
+    let zoom = state.viewport.get_untracked().zoom;
+    state.select_only(["a".to_string(), "b".to_string()]);
+    key(&host, "g", true, false);
+    tick().await;
+    assert_eq!(count(&host, ".lf-group"), 1);
+    // Its title is ready to type, and Enter keeps it as one undo step.
+    let field = q(&host, ".lf-group .lf-annotation-edit");
+    assert_eq!(active_class(), "lf-annotation-edit", "the title field has the focus");
+    type_in(&field, "Lookup", "Enter", false);
+    tick().await;
+    assert_eq!(q(&host, ".lf-group-title").text_content().as_deref(), Some("Lookup"));
+    assert_eq!(state.undo_label().as_deref(), Some("Rename group"));
+    let id = state.graph().annotations.keys().next().cloned().unwrap();
+    assert_eq!(state.graph().annotations[&id].text, "Lookup");
+
+    // The group's body lets presses through to the canvas (pan, box select); its title does not.
+    let r = state.graph().annotations[&id].rect();
+    let (bx, by) = client(&state, &host, Pos::new(r.x + 10.0, r.y + r.h - 10.0));
+    let under = document().element_from_point(bx as f32, by as f32).unwrap();
+    assert!(!under.class_list().contains("lf-group"), "the body is not a target: {}", under.class_name());
+
+    // Dragging the title moves a and b (inside) but not c, all in one step.
+    let before = state.graph();
+    let title = q(&host, ".lf-group-title");
+    let (x, y) = centre(&title);
+    drag(&title, x + 100, y + 50, false).await;
+    let g = state.graph();
+    for id in ["a", "b"] {
+        let (p, q0) = (g.nodes[id].pos, before.nodes[id].pos);
+        assert!((p.x - q0.x - 100.0 / zoom).abs() < 2.0 && (p.y - q0.y - 50.0 / zoom).abs() < 2.0, "{id}: {p:?}");
+    }
+    assert_eq!(g.nodes["c"].pos, before.nodes["c"].pos);
+    assert_eq!(state.undo_label().as_deref(), Some("Move 3 items"));
+    key(&host, "z", true, false);
+    tick().await;
+    assert_eq!(state.graph(), before);
+
+    // Deleting the group leaves its nodes.
+    state.select_items([], [id.clone()]);
+    key(&host, "Delete", false, false);
+    tick().await;
+    assert_eq!(count(&host, ".lf-group"), 0);
+    assert_eq!(state.graph().nodes.len(), 3);
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+async fn a_sticky_note_is_written_in_place_resized_and_deleted() {
+    let (state, host) = mount(graph(vec![node("a", 0.0, 0.0)]));
+    tick().await;
+    let zoom = state.viewport.get_untracked().zoom;
+    key(&host, "n", false, false);
+    tick().await;
+    assert_eq!(count(&host, ".lf-note"), 1);
+    let field = q(&host, ".lf-note textarea");
+    assert_eq!(active_class(), "lf-annotation-edit", "the new note is ready to write");
+    // Enter makes a new line; Ctrl+Enter keeps the text.
+    type_in(&field, "Seeds 7-9\nreward > 0.1", "Enter", false);
+    tick().await;
+    assert_eq!(count(&host, ".lf-note textarea"), 1, "plain Enter is a line break");
+    type_in(&field, "Seeds 7-9\nreward > 0.1", "Enter", true);
+    tick().await;
+    let text = q(&host, ".lf-note-text").text_content().unwrap_or_default();
+    assert_eq!(text, "Seeds 7-9\nreward > 0.1");
+    assert_eq!(state.undo_label().as_deref(), Some("Edit note"));
+
+    // A double-click edits it again; Escape drops the change.
+    let note = q(&host, ".lf-note");
+    let (x, y) = centre(&note);
+    note.dispatch_event(&mouse("dblclick", x, y, false)).unwrap();
+    tick().await;
+    type_in(&q(&host, ".lf-note textarea"), "scribble", "Escape", false);
+    tick().await;
+    assert_eq!(q(&host, ".lf-note-text").text_content().unwrap_or_default(), text);
+
+    // The corner handle resizes it, one step.
+    let id = state.graph().annotations.keys().next().cloned().unwrap();
+    let w0 = state.graph().annotations[&id].width;
+    let handle = q(&host, ".lf-note .lf-resize");
+    let (hx, hy) = centre(&handle);
+    drag(&handle, hx + 80, hy + 40, false).await;
+    let w1 = state.graph().annotations[&id].width;
+    assert!((w1 - w0 - 80.0 / zoom).abs() < 2.0, "{w0} -> {w1} at zoom {zoom}");
+    assert_eq!(state.undo_label().as_deref(), Some("Resize note"));
+
+    // Selected, Delete removes it; undo brings it back with its text.
+    note.dispatch_event(&mouse("mousedown", x, y, false)).unwrap();
+    web_sys::window().unwrap().dispatch_event(&mouse("mouseup", x, y, false)).unwrap();
+    assert_eq!(state.selected_annotation_ids(), vec![id.clone()]);
+    key(&host, "Delete", false, false);
+    tick().await;
+    assert_eq!(count(&host, ".lf-note"), 0);
+    key(&host, "z", true, false);
+    tick().await;
+    assert_eq!(q(&host, ".lf-note-text").text_content().unwrap_or_default(), text);
+    host.remove();
+}

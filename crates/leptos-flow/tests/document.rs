@@ -4,10 +4,12 @@
 
 use leptos_flow::clipboard::{copy, paste};
 use leptos_flow::geometry::{
-    bounds, nodes_in, port_pos_by_name, tidy, wire_bounds, wire_curve, wire_distance, Rect, Viewport,
+    annotations_in, bounds, node_rect, nodes_in, port_pos_by_name, tidy, wire_bounds, wire_curve, wire_distance, Rect,
+    Viewport,
 };
 use leptos_flow::{
-    Command, Edge, EditError, Endpoint, Fragment, Graph, History, Node, Port, Pos, WireError, WireRules,
+    Annotation, AnnotationKind, Command, Edge, EditError, Endpoint, Fragment, Graph, History, Node, Port, Pos,
+    WireError, WireRules,
 };
 use proptest::prelude::*;
 
@@ -126,7 +128,7 @@ fn delete_takes_wires_along_and_undo_restores_order() {
     h.apply(Command::connect(&r, h.graph(), &ep("a", "out"), &ep("b", "in")).unwrap()).unwrap();
     h.apply(Command::connect(&r, h.graph(), &ep("b", "out"), &ep("c", "in")).unwrap()).unwrap();
     let before = h.graph().clone();
-    h.apply(Command::delete(h.graph(), &["b".to_string()], &[])).unwrap();
+    h.apply(Command::delete(h.graph(), &["b".to_string()], &[], &[])).unwrap();
     assert_eq!(h.graph().nodes.len(), 2);
     assert!(h.graph().edges.is_empty());
     h.undo();
@@ -176,7 +178,7 @@ fn paste_gives_fresh_ids_and_keeps_only_inner_wires() {
     let r = rules();
     h.apply(Command::connect(&r, h.graph(), &ep("a", "out"), &ep("b", "in")).unwrap()).unwrap();
     h.apply(Command::connect(&r, h.graph(), &ep("b", "out"), &ep("c", "in")).unwrap()).unwrap();
-    let frag = copy(h.graph(), &["a".to_string(), "b".to_string()]);
+    let frag = copy(h.graph(), &["a".to_string(), "b".to_string()], &[]);
     assert_eq!(frag.nodes.len(), 2);
     assert_eq!(frag.edges.len(), 1, "b → c leaves the selection and is not copied");
     let text = frag.to_json();
@@ -184,18 +186,18 @@ fn paste_gives_fresh_ids_and_keeps_only_inner_wires() {
     assert_eq!(back, frag);
     assert!(Fragment::from_json("{\"nodes\": []}").is_none());
     assert!(Fragment::from_json("not json").is_none());
-    let (cmd, ids) = paste(h.graph(), &back, Pos::new(40.0, 40.0), true);
+    let (cmd, (ids, _)) = paste(h.graph(), &back, Pos::new(40.0, 40.0), true);
     h.apply(cmd).unwrap();
     assert_eq!(ids, vec!["a_2".to_string(), "b_2".to_string()]);
     assert_eq!(h.graph().nodes.len(), 5);
     assert!(h.graph().contains_edge(&Edge::new(ep("a_2", "out"), ep("b_2", "in"))));
     assert_eq!(h.graph().nodes["a_2"].pos, Pos::new(40.0, 40.0));
     // Paste again: ids keep counting, into another graph too.
-    let (cmd, ids) = paste(h.graph(), &back, Pos::new(0.0, 0.0), true);
+    let (cmd, (ids, _)) = paste(h.graph(), &back, Pos::new(0.0, 0.0), true);
     h.apply(cmd).unwrap();
     assert_eq!(ids, vec!["a_3".to_string(), "b_3".to_string()]);
     let mut other = History::new(Graph::new());
-    let (cmd, ids) = paste(other.graph(), &back, Pos::new(500.0, 500.0), false);
+    let (cmd, (ids, _)) = paste(other.graph(), &back, Pos::new(500.0, 500.0), false);
     other.apply(cmd).unwrap();
     assert_eq!(ids, vec!["a".to_string(), "b".to_string()]);
     assert_eq!(other.graph().nodes["a"].pos, Pos::new(500.0, 500.0));
@@ -281,11 +283,123 @@ fn fresh_ids() {
     assert_eq!(h.graph().fresh_id(""), "node");
 }
 
+/// Three nodes in a row, a group around `a` and `b`, and a note inside the group.
+fn grouped() -> (History, String, String) {
+    let mut h = three();
+    let (cmd, group) = Command::group(h.graph(), &["a".to_string(), "b".to_string()], &[], "Lookup").unwrap();
+    h.apply(cmd).unwrap();
+    let r = h.graph().annotations[&group].rect();
+    let id = h.graph().fresh_annotation_id("note");
+    let note = Annotation::new(&id, AnnotationKind::Note, "why", Pos::new(r.x + 10.0, r.y + r.h - 70.0), 150.0, 60.0);
+    h.apply(Command::annotate(note)).unwrap();
+    (h, group, id)
+}
+
+#[test]
+fn a_group_wraps_the_nodes_it_is_made_for_and_moves_what_it_holds() {
+    let (mut h, group, note) = grouped();
+    let g = h.graph();
+    let r = g.annotations[&group].rect();
+    assert_eq!(g.annotations[&group].text, "Lookup");
+    assert!(r.contains_rect(&node_rect(&g.nodes["a"])) && r.contains_rect(&node_rect(&g.nodes["b"])));
+    assert!(!r.intersects(&node_rect(&g.nodes["c"])), "c at x=600 stays outside: {r:?}");
+    let (nodes, notes) = g.group_contents(&group);
+    assert_eq!(nodes, vec!["a".to_string(), "b".to_string()]);
+    assert_eq!(notes, vec![note.clone()]);
+    assert_eq!(g.group_contents(&note), (vec![], vec![]), "a note holds nothing");
+    assert_eq!(annotations_in(g, &Rect { x: r.x - 1.0, y: r.y - 1.0, w: r.w + 2.0, h: r.h + 2.0 }).len(), 2);
+    assert_eq!(g.annotations.get_index_of(&group), Some(0), "groups go behind notes");
+
+    // A group and its contents move as one undo step.
+    let before = h.graph().clone();
+    let shift = |p: Pos| Pos::new(p.x + 50.0, p.y + 20.0);
+    let nodes = nodes.iter().map(|id| (id.clone(), shift(before.nodes[id].pos))).collect();
+    let notes = [&group, &note].iter().map(|id| ((*id).clone(), shift(before.annotations[*id].pos))).collect();
+    h.apply(Command::move_items(nodes, notes)).unwrap();
+    assert_eq!(h.undo_label(), Some("Move 4 items"));
+    assert_eq!(h.graph().annotations[&group].pos, shift(before.annotations[&group].pos));
+    assert_eq!(h.graph().nodes["b"].pos, shift(before.nodes["b"].pos));
+    assert_eq!(h.graph().nodes["c"].pos, before.nodes["c"].pos);
+    h.undo();
+    assert_eq!(h.graph(), &before);
+
+    // Deleting the group leaves what it held; undo brings it back in its place.
+    h.apply(Command::delete(h.graph(), &[], &[], &[group.clone()])).unwrap();
+    assert_eq!(h.undo_label(), Some("Delete annotation"));
+    assert!(!h.graph().annotations.contains_key(&group));
+    assert_eq!(h.graph().nodes.len(), 3);
+    assert!(h.graph().annotations.contains_key(&note));
+    h.undo();
+    assert_eq!(h.graph(), &before);
+
+    // Renaming and resizing are one step each; an unknown id is refused with its name.
+    let mut renamed = before.annotations[&group].clone();
+    renamed.text = "SQL lookup".into();
+    renamed.width += 40.0;
+    h.apply(Command::set_annotation(h.graph(), renamed.clone(), "Rename group").unwrap()).unwrap();
+    assert_eq!(h.graph().annotations[&group], renamed);
+    renamed.id = "nope".into();
+    assert_eq!(Command::set_annotation(h.graph(), renamed, "x"), Err(EditError::UnknownAnnotation("nope".into())));
+    let dup = Annotation::new(&note, AnnotationKind::Note, "", Pos::default(), 10.0, 10.0);
+    assert_eq!(h.apply(Command::annotate(dup)), Err(EditError::DuplicateAnnotation(note.clone())));
+    assert!(Command::group(h.graph(), &[], &[], "empty").is_none(), "nothing selected, no group");
+}
+
+#[test]
+fn tidy_refits_each_group_around_the_nodes_it_held() {
+    let (mut h, group, _) = grouped();
+    h.apply(Command::moves(vec![("b".into(), Pos::new(260.0, 300.0))])).unwrap();
+    // Grow the group to hold b where it went, then tidy.
+    let mut grown = h.graph().annotations[&group].clone();
+    grown.height += 400.0;
+    h.apply(Command::set_annotation(h.graph(), grown, "Resize group").unwrap()).unwrap();
+    h.apply(tidy(h.graph())).unwrap();
+    let g = h.graph();
+    let r = g.annotations[&group].rect();
+    let members = bounds(g, Some(&["a".to_string(), "b".to_string()])).unwrap();
+    assert!(r.contains_rect(&members), "{r:?} around {members:?}");
+    assert!(r.w < members.w + 100.0 && r.h < members.h + 150.0, "refitted, not left grown: {r:?}");
+    // Tidying again changes nothing: the group's margin does not shift the layout.
+    let again = tidy(h.graph());
+    assert!(again.ops.is_empty(), "{:?}", again.ops);
+}
+
+#[test]
+fn copy_paste_carries_annotations_with_fresh_ids() {
+    let (mut h, group, note) = grouped();
+    let frag = copy(h.graph(), &["a".to_string()], &[group.clone(), note.clone()]);
+    assert_eq!(frag.annotations.len(), 2);
+    let back = Fragment::from_json(&frag.to_json()).unwrap();
+    assert_eq!(back, frag);
+    let (cmd, (ids, notes)) = paste(h.graph(), &back, Pos::new(40.0, 40.0), true);
+    h.apply(cmd).unwrap();
+    assert_eq!(ids, vec!["a_2".to_string()]);
+    assert_eq!(notes, vec![format!("{group}_2"), format!("{note}_2")]);
+    assert_eq!(h.undo_label(), Some("Paste 3 items"));
+    let g = h.graph();
+    let (a, b) = (&g.annotations[&group], &g.annotations[&notes[0]]);
+    assert_eq!((b.pos.x - a.pos.x, b.pos.y - a.pos.y, b.text.as_str()), (40.0, 40.0, "Lookup"));
+    // A fragment of nodes only (older clipboards) still reads.
+    let old = r#"{"leptos_flow_fragment":1,"nodes":[],"edges":[]}"#;
+    assert!(Fragment::from_json(old).is_some_and(|f| f.annotations.is_empty()));
+}
+
+#[test]
+fn a_graph_without_annotations_serialises_as_before() {
+    let h = three();
+    let text = serde_json::to_string(h.graph()).unwrap();
+    assert!(!text.contains("annotations"));
+    let (h, _, _) = grouped();
+    let text = serde_json::to_string(h.graph()).unwrap();
+    let back: Graph = serde_json::from_str(&text).unwrap();
+    assert_eq!(&back, h.graph());
+}
+
 proptest! {
     /// Any sequence of commands, undone all the way, gives back the first document; redone
     /// all the way, the last.
     #[test]
-    fn undo_all_then_redo_all_round_trips(script in proptest::collection::vec((0u8..5, 0usize..6, 0usize..6, 0usize..3), 1..30)) {
+    fn undo_all_then_redo_all_round_trips(script in proptest::collection::vec((0u8..8, 0usize..6, 0usize..6, 0usize..3), 1..30)) {
         let mut h = three();
         let r = rules();
         let start = h.graph().clone();
@@ -298,12 +412,18 @@ proptest! {
             let cmd = match op {
                 0 => Some(Command::add("add", vec![node(&g.fresh_id(names[i]), j as f64 * 10.0)], vec![])),
                 1 => Command::connect(&r, &g, &ep(names[i], outs[p]), &ep(names[j], ins[p])).ok(),
-                2 => Some(Command::delete(&g, &[names[i].to_string()], &[])),
+                2 => Some(Command::delete(&g, &[names[i].to_string()], &[], &[])),
                 3 => Some(Command::moves(vec![(names[i].to_string(), Pos::new(j as f64, p as f64))])),
-                _ => {
-                    let (c, _) = paste(&g, &copy(&g, &[names[i].to_string(), names[j].to_string()]), Pos::new(5.0, 5.0), true);
+                4 => {
+                    let notes: Vec<String> = g.annotations.keys().cloned().collect();
+                    let (c, _) = paste(&g, &copy(&g, &[names[i].to_string(), names[j].to_string()], &notes), Pos::new(5.0, 5.0), true);
                     Some(c)
                 }
+                5 => Command::group(&g, &[names[i].to_string(), names[j].to_string()], &[], "G").map(|(c, _)| c),
+                6 => g.annotations.keys().nth(i).map(|id| Command::delete(&g, &[], &[], &[id.clone()])),
+                _ => g.annotations.keys().nth(i).map(|id| {
+                    Command::move_items(vec![(names[j].to_string(), Pos::new(1.0, 2.0))], vec![(id.clone(), Pos::new(j as f64, p as f64))])
+                }),
             };
             if let Some(cmd) = cmd {
                 let rev = h.revision();

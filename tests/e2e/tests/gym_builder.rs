@@ -1,7 +1,7 @@
 //! The Gym Builder end to end, in the real app under Xvfb: build a small gym from the
 //! palette by drag and drop, wire it, see a refused wire, fix a validation error, see the
-//! Python update, play two steps, commit, change, roll back. A screenshot of each step is
-//! saved under `e2e-artifacts/gym-builder/`.
+//! Python update, play two steps, group and annotate, commit, change, roll back. A
+//! screenshot of each step is saved under `e2e-artifacts/gym-builder/`.
 
 use anyhow::{ensure, Result};
 use hz_e2e::App;
@@ -125,15 +125,31 @@ async fn scenario(app: &mut App) -> Result<()> {
     ensure!(transcript.contains("+0.500"), "step 2 earns 0.25 * 2: {transcript}");
     app.shot("played-two-steps").await?;
 
-    // 8. Commit.
+    // 8. Annotate: a group around the reward node (toolbar), titled in place, and a sticky
+    //    note written in place (Ctrl+Enter keeps it).
+    let header = app.wait("[data-node-id='reward'] .lf-node-header").await?;
+    header.click().await?;
+    app.click("#group").await?;
+    app.wait(".lf-group .lf-annotation-edit").await?.send_keys("Step reward\u{E007}").await?;
+    app.until("the group has its title", || async { Ok(app.text(".lf-group-title").await? == "Step reward") }).await?;
+    app.click("#note").await?;
+    app.wait(".lf-note textarea").await?.send_keys("0.25 a step\u{E009}\u{E007}").await?;
+    app.until("the note keeps its text", || async { Ok(app.text(".lf-note-text").await? == "0.25 a step") }).await?;
+    app.shot("annotated").await?;
+
+    // 9. Commit.
     app.click("#tab-versions").await?;
     app.fill("#commit-message", "reward per step").await?;
     app.click("#commit").await?;
     app.until("the version is listed", || async { Ok(app.count("#history li").await? == 1) }).await?;
     ensure!(app.count("#dirty.hz-hidden").await? == 1, "committed work is clean");
     app.shot("committed").await?;
+    let gym_file = app.data_dir.path().join("gyms").join("e2e-gym").join("e2e-gym.gym.json");
+    let on_disk = std::fs::read_to_string(&gym_file)?;
+    ensure!(on_disk.contains("\"annotations\"") && on_disk.contains("Step reward"), "the group is saved: {on_disk}");
+    ensure!(on_disk.contains("0.25 a step"), "the note is saved");
 
-    // 9. Change: delete the reward node (the gym becomes invalid again).
+    // 10. Change: delete the reward node (the gym becomes invalid again).
     let header = app.wait("[data-node-id='reward'] .lf-node-header").await?;
     header.click().await?;
     app.js("document.querySelector('.lf-canvas').dispatchEvent(new KeyboardEvent('keydown', {key: 'Delete', bubbles: true}))")
@@ -142,14 +158,15 @@ async fn scenario(app: &mut App) -> Result<()> {
     ensure!(app.count("#dirty.hz-hidden").await? == 0, "the change is unsaved");
     app.shot("changed").await?;
 
-    // 10. Roll back to the commit: asks first, since there are uncommitted changes.
+    // 11. Roll back to the commit: asks first, since there are uncommitted changes.
     app.click("#history li .hz-restore").await?;
     app.click("#restore-anyway").await?;
     app.wait("[data-node-id='reward']").await?;
     app.until("the restored gym is valid", || async { Ok(problems(app).await? == "No problems") }).await?;
     ensure!(app.count("#dirty.hz-hidden").await? == 1, "restored work matches the file");
-    let on_disk = std::fs::read_to_string(app.data_dir.path().join("gyms").join("e2e-gym").join("e2e-gym.gym.json"))?;
+    let on_disk = std::fs::read_to_string(&gym_file)?;
     ensure!(on_disk.contains("to_number(step) * 0.25"), "the file on disk is the committed version");
+    ensure!(app.count(".lf-group").await? == 1 && app.count(".lf-note").await? == 1, "annotations came back too");
     app.shot("rolled-back").await?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use super::scene::{self, Colours, Drawn, SCENE_ZOOM, WIRE_HIT_PX};
 use super::state::{Drag, FlowState, NodeSig, SearchPopup, WireDrag, GRID};
 use super::{SHORTCUTS, STYLE};
 use crate::geometry::{self, node_height, port_pos, Rect, Viewport, NODE_WIDTH};
-use crate::model::{Endpoint, Pos};
+use crate::model::{Annotation, AnnotationKind, Endpoint, Pos};
 use leptos::ev;
 use leptos::html;
 use leptos::prelude::*;
@@ -113,17 +113,37 @@ fn press_node(state: FlowState, id: &str, ev: &web_sys::MouseEvent, canvas: Opti
     if state.readonly.get_untracked() {
         return;
     }
+    start_move(state, ev, canvas);
+}
+
+/// Start dragging what the selection moves (see [`FlowState::move_set`]).
+fn start_move(state: FlowState, ev: &web_sys::MouseEvent, canvas: Option<web_sys::HtmlElement>) {
     let Some(canvas) = canvas else { return };
     let start = state.to_world(local_pos(&canvas, ev.client_x(), ev.client_y()));
-    let starts: Vec<(String, Pos)> = state.nodes.with_untracked(|m| {
-        state
-            .selection
-            .get_untracked()
-            .into_iter()
-            .filter_map(|id| m.get(&id).map(|s| (id.clone(), s.pos.get_untracked())))
-            .collect()
-    });
-    state.drag.set_value(Some(Drag::Nodes { start, starts, moved: false }));
+    let (nodes, annotations) = state.move_set();
+    state.drag.set_value(Some(Drag::Move { start, nodes, annotations, moved: false }));
+}
+
+/// A press on a group's title or on a note: select it (Shift/Ctrl toggle) and start moving
+/// the selection, a group with what it holds.
+fn press_annotation(state: FlowState, id: &str, ev: &web_sys::MouseEvent, canvas: Option<web_sys::HtmlElement>) {
+    ev.prevent_default();
+    if let Some(c) = &canvas {
+        let _ = c.focus();
+    }
+    state.search.set(None);
+    if ev.shift_key() || ev.ctrl_key() || ev.meta_key() {
+        state.selected_annotations.update(|s| {
+            if !s.remove(id) {
+                s.insert(id.to_string());
+            }
+        });
+    } else if !state.selected_annotations.with_untracked(|s| s.contains(id)) {
+        state.select_items([], [id.to_string()]);
+    }
+    if !state.readonly.get_untracked() {
+        start_move(state, ev, canvas);
+    }
 }
 
 /// A press on a wire selects it (Shift adds it to the selected wires).
@@ -234,16 +254,33 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
                 moving();
                 state.viewport.set(Viewport { x: vp.x + p.x - start.x, y: vp.y + p.y - start.y, zoom: vp.zoom });
             }
-            Some(Drag::Nodes { start, starts, moved }) => {
+            Some(Drag::Move { start, nodes, annotations, moved }) => {
                 let (dx, dy) = (world.x - start.x, world.y - start.y);
                 *moved |= dx.abs() + dy.abs() > 1.0 / vp.zoom;
                 state.nodes.with_untracked(|m| {
-                    for (id, s) in starts.iter() {
+                    for (id, s) in nodes.iter() {
                         if let Some(sig) = m.get(id) {
                             sig.pos.set(Pos::new(s.x + dx, s.y + dy));
                         }
                     }
                 });
+                state.annotations.with_untracked(|m| {
+                    for (id, s) in annotations.iter() {
+                        if let Some(sig) = m.get(id) {
+                            sig.update(|a| a.pos = Pos::new(s.x + dx, s.y + dy));
+                        }
+                    }
+                });
+            }
+            Some(Drag::Resize { id, start, size, moved }) => {
+                let (dx, dy) = (world.x - start.x, world.y - start.y);
+                *moved |= dx.abs() + dy.abs() > 1.0 / vp.zoom;
+                if let Some(sig) = state.annotations.with_untracked(|m| m.get(id).copied()) {
+                    sig.update(|a| {
+                        a.width = (size.0 + dx).max(Annotation::MIN_WIDTH);
+                        a.height = (size.1 + dy).max(Annotation::MIN_HEIGHT);
+                    });
+                }
             }
             Some(Drag::Wire) => {
                 if let Some(mut w) = state.wire.get_untracked() {
@@ -283,11 +320,28 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
                 state.search.set(None);
             }
             Some(Drag::Pan { moved: true, .. }) => settle_now(),
-            Some(Drag::Nodes { starts, moved: true, .. }) => {
-                let moves: Vec<(String, Pos)> = state.nodes.with_untracked(|m| {
-                    starts.iter().filter_map(|(id, _)| m.get(id).map(|s| (id.clone(), s.pos.get_untracked()))).collect()
+            Some(Drag::Move { nodes, annotations, moved: true, .. }) => {
+                let nodes: Vec<(String, Pos)> = state.nodes.with_untracked(|m| {
+                    nodes.iter().filter_map(|(id, _)| m.get(id).map(|s| (id.clone(), s.pos.get_untracked()))).collect()
                 });
-                let _ = state.apply(crate::Command::moves(moves));
+                let annotations: Vec<(String, Pos)> = state.annotations.with_untracked(|m| {
+                    annotations
+                        .iter()
+                        .filter_map(|(id, _)| m.get(id).map(|s| (id.clone(), s.with_untracked(|a| a.pos))))
+                        .collect()
+                });
+                let _ = state.apply(crate::Command::move_items(nodes, annotations));
+            }
+            Some(Drag::Resize { id, moved: true, .. }) => {
+                if let Some(a) = state.annotations.with_untracked(|m| m.get(&id).map(|s| s.get_untracked())) {
+                    let label = match a.kind {
+                        AnnotationKind::Group => "Resize group",
+                        AnnotationKind::Note => "Resize note",
+                    };
+                    if let Ok(cmd) = state.with_graph(|g| crate::Command::set_annotation(g, a, label)) {
+                        let _ = state.apply(cmd);
+                    }
+                }
             }
             Some(Drag::Wire) => {
                 if let Some(w) = state.wire.get_untracked() {
@@ -307,11 +361,13 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
             }
             Some(Drag::Box { additive, .. }) => {
                 if let Some(r) = state.box_select.get_untracked() {
-                    let hit = state.with_graph(|g| geometry::nodes_in(g, &r));
+                    let (hit, notes) =
+                        state.with_graph(|g| (geometry::nodes_in(g, &r), geometry::annotations_in(g, &r)));
                     if additive {
                         state.selection.update(|s| s.extend(hit));
+                        state.selected_annotations.update(|s| s.extend(notes));
                     } else {
-                        state.select_only(hit);
+                        state.select_items(hit, notes);
                     }
                 }
                 state.box_select.set(None);
@@ -424,6 +480,14 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
                 state.select_all();
                 true
             }
+            (true, "g") => {
+                state.group_selection();
+                true
+            }
+            (false, "n") => {
+                state.add_note_in_view();
+                true
+            }
             (true, "L") | (true, "l") if ev.shift_key() => {
                 state.tidy();
                 true
@@ -456,6 +520,7 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
                 state.search.set(None);
                 state.show_shortcuts.set(false);
                 state.wire.set(None);
+                state.editing.set(None);
                 drag.set_value(None);
                 state.select_only([]);
                 true
@@ -520,6 +585,11 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
             <style>{STYLE}</style>
             <canvas class="lf-scene" node_ref=scene_el></canvas>
             <div class="lf-world" style=world_style>
+                <For
+                    each=move || state.annotations.with(|m| m.keys().cloned().collect::<Vec<_>>())
+                    key=|id: &String| id.clone()
+                    children=move |id: String| view! { <AnnotationView state id /> }
+                />
                 <For
                     each=move || visible_nodes.get()
                     key=|id: &String| id.clone()
@@ -649,6 +719,172 @@ fn NodeView(state: FlowState, id: String) -> impl IntoView {
         </div>
     }
     .into_any()
+}
+
+/// A group (a frame with a title bar; presses in its body go through to the canvas) or a
+/// sticky note, with a resize handle; a double-click edits its text in place.
+#[component]
+fn AnnotationView(state: FlowState, id: String) -> impl IntoView {
+    let Some(sig) = state.annotations.with_untracked(|m| m.get(&id).copied()) else {
+        return ().into_any();
+    };
+    let kind = sig.with_untracked(|a| a.kind);
+    let (id_sel, id_edit) = (id.clone(), id.clone());
+    let selected = Memo::new(move |_| state.selected_annotations.with(|s| s.contains(&id_sel)));
+    let editing = Memo::new(move |_| state.editing.with(|e| e.as_deref() == Some(id_edit.as_str())));
+    let style = move || {
+        sig.with(|a| {
+            format!(
+                "transform: translate({:.1}px, {:.1}px); width: {:.1}px; height: {:.1}px;",
+                a.pos.x, a.pos.y, a.width, a.height
+            )
+        })
+    };
+    let id_down = id.clone();
+    let on_down = move |ev: ev::MouseEvent| {
+        if ev.button() != 0 {
+            return;
+        }
+        ev.stop_propagation();
+        press_annotation(state, &id_down, &ev, canvas_of(&ev));
+    };
+    let id_dbl = id.clone();
+    let on_dblclick = move |ev: ev::MouseEvent| {
+        ev.stop_propagation();
+        if !state.readonly.get_untracked() {
+            state.editing.set(Some(id_dbl.clone()));
+        }
+    };
+    let id_resize = id.clone();
+    let on_resize = move |ev: ev::MouseEvent| {
+        if ev.button() != 0 || state.readonly.get_untracked() {
+            return;
+        }
+        ev.stop_propagation();
+        ev.prevent_default();
+        let Some(canvas) = canvas_of(&ev) else { return };
+        let _ = canvas.focus();
+        let start = state.to_world(local_pos(&canvas, ev.client_x(), ev.client_y()));
+        let size = sig.with_untracked(|a| (a.width, a.height));
+        state.drag.set_value(Some(Drag::Resize { id: id_resize.clone(), start, size, moved: false }));
+    };
+    let text = move || sig.with(|a| a.text.clone());
+    let id_attr = id.clone();
+    let group = kind == AnnotationKind::Group;
+    let (note_down, note_dbl) = (on_down.clone(), on_dblclick.clone());
+    let body = move || {
+        if editing.get() {
+            return view! { <AnnotationEditor state id=id.clone() text=sig.get_untracked().text multiline=!group /> }
+                .into_any();
+        }
+        if group {
+            let title = move || Some(text()).filter(|t| !t.is_empty()).unwrap_or_else(|| "Group".to_string());
+            view! { <div class="lf-group-title" on:mousedown=on_down.clone() on:dblclick=on_dblclick.clone()>{title}</div> }
+                .into_any()
+        } else {
+            view! { <div class="lf-note-text">{text}</div> }.into_any()
+        }
+    };
+    view! {
+        <div
+            class=if group { "lf-annotation lf-group" } else { "lf-annotation lf-note" }
+            class:lf-selected=move || selected.get()
+            data-annotation-id=id_attr
+            style=style
+            on:mousedown=move |ev| if !group { note_down(ev) }
+            on:dblclick=move |ev| if !group { note_dbl(ev) }
+        >
+            {body}
+            <div class="lf-resize" on:mousedown=on_resize></div>
+        </div>
+    }
+    .into_any()
+}
+
+/// The in-place text field of an annotation: Enter (a note: Ctrl+Enter) or leaving the field
+/// keeps the text as one undo step, Escape drops it.
+#[component]
+fn AnnotationEditor(state: FlowState, id: String, text: String, multiline: bool) -> impl IntoView {
+    let field: NodeRef<html::Textarea> = NodeRef::new();
+    let line: NodeRef<html::Input> = NodeRef::new();
+    let value = move || {
+        field.get_untracked().map(|f| f.value()).or_else(|| line.get_untracked().map(|f| f.value())).unwrap_or_default()
+    };
+    let id_commit = id.clone();
+    let commit = move || {
+        // Only while still editing this one: a blur after Enter or Escape is no second commit.
+        if state.editing.get_untracked().as_deref() == Some(id_commit.as_str()) {
+            state.editing.set(None);
+            state.set_annotation_text(&id_commit, &value());
+        }
+    };
+    let focus = |el: web_sys::HtmlElement| {
+        request_animation_frame(move || {
+            let _ = el.focus();
+        });
+    };
+    field.on_load(move |el| {
+        let el: web_sys::HtmlTextAreaElement = el;
+        el.select();
+        focus(el.into());
+    });
+    line.on_load(move |el| {
+        let el: web_sys::HtmlInputElement = el;
+        el.select();
+        focus(el.into());
+    });
+    let refocus_canvas = |ev: &web_sys::Event| {
+        if let Some(c) = canvas_of(ev) {
+            let _ = c.focus();
+        }
+    };
+    let commit_key = commit.clone();
+    let on_key = move |ev: ev::KeyboardEvent| {
+        ev.stop_propagation();
+        match ev.key().as_str() {
+            "Escape" => {
+                state.editing.set(None);
+                refocus_canvas(&ev);
+            }
+            "Enter" if !multiline || ev.ctrl_key() || ev.meta_key() => {
+                ev.prevent_default();
+                commit_key();
+                refocus_canvas(&ev);
+            }
+            _ => {}
+        }
+    };
+    let commit_blur = commit.clone();
+    let stop = |ev: ev::MouseEvent| ev.stop_propagation();
+    if multiline {
+        view! {
+            <textarea
+                class="lf-annotation-edit"
+                node_ref=field
+                prop:value=text
+                placeholder="Write a note…"
+                on:keydown=on_key
+                on:blur=move |_| commit_blur()
+                on:mousedown=stop
+                on:dblclick=stop
+            ></textarea>
+        }
+        .into_any()
+    } else {
+        view! {
+            <input
+                class="lf-annotation-edit"
+                node_ref=line
+                prop:value=text
+                placeholder="Group title"
+                on:keydown=on_key
+                on:blur=move |_| commit_blur()
+                on:mousedown=stop
+                on:dblclick=stop
+            />
+        }
+        .into_any()
+    }
 }
 
 #[component]

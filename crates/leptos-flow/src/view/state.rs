@@ -4,7 +4,7 @@
 use crate::clipboard::{self, Fragment};
 use crate::geometry::{self, Rect, Viewport};
 use crate::history::{Command, EditError, History};
-use crate::model::{Edge, Endpoint, Graph, Node, Port, Pos};
+use crate::model::{Annotation, AnnotationKind, Edge, Endpoint, Graph, Node, Port, Pos};
 use crate::rules::WireRules;
 use indexmap::IndexMap;
 use leptos::prelude::*;
@@ -78,13 +78,36 @@ pub struct SearchPopup {
     pub wire: Option<(Endpoint, bool, String)>,
 }
 
+/// Items (nodes or annotations) with a place each.
+pub(crate) type Places = Vec<(String, Pos)>;
+
 /// What a pointer drag is doing.
 #[derive(Debug, Clone)]
 pub(crate) enum Drag {
-    Pan { start: Pos, vp: Viewport, moved: bool },
-    Nodes { start: Pos, starts: Vec<(String, Pos)>, moved: bool },
+    Pan {
+        start: Pos,
+        vp: Viewport,
+        moved: bool,
+    },
+    /// Nodes and annotations moving together, from where each started.
+    Move {
+        start: Pos,
+        nodes: Vec<(String, Pos)>,
+        annotations: Vec<(String, Pos)>,
+        moved: bool,
+    },
+    /// An annotation's bottom-right corner, from its size at the press.
+    Resize {
+        id: String,
+        start: Pos,
+        size: (f64, f64),
+        moved: bool,
+    },
     Wire,
-    Box { start: Pos, additive: bool },
+    Box {
+        start: Pos,
+        additive: bool,
+    },
 }
 
 /// Everything the canvas, palette and application share. `Copy`: it is a bundle of handles.
@@ -94,7 +117,12 @@ pub struct FlowState {
     rules: StoredValue<WireRules>,
     pub nodes: RwSignal<IndexMap<String, NodeSig>>,
     pub edges: RwSignal<Vec<Edge>>,
+    /// Groups and notes, one signal each (drawing order).
+    pub annotations: RwSignal<IndexMap<String, RwSignal<Annotation>>>,
     pub selection: RwSignal<BTreeSet<String>>,
+    pub selected_annotations: RwSignal<BTreeSet<String>>,
+    /// The annotation whose text is being edited in place.
+    pub editing: RwSignal<Option<String>>,
     pub selected_edges: RwSignal<BTreeSet<String>>,
     pub viewport: RwSignal<Viewport>,
     /// Canvas size in screen pixels.
@@ -129,7 +157,10 @@ impl FlowState {
             rules: StoredValue::new(rules),
             nodes: RwSignal::new(IndexMap::new()),
             edges: RwSignal::new(Vec::new()),
+            annotations: RwSignal::new(IndexMap::new()),
             selection: RwSignal::new(BTreeSet::new()),
+            selected_annotations: RwSignal::new(BTreeSet::new()),
+            editing: RwSignal::new(None),
             selected_edges: RwSignal::new(BTreeSet::new()),
             viewport: RwSignal::new(Viewport::default()),
             size: RwSignal::new((800.0, 600.0)),
@@ -158,6 +189,8 @@ impl FlowState {
         self.doc.set_value(History::new(graph));
         self.selection.set(BTreeSet::new());
         self.selected_edges.set(BTreeSet::new());
+        self.selected_annotations.set(BTreeSet::new());
+        self.editing.set(None);
         self.sync();
     }
 
@@ -228,6 +261,7 @@ impl FlowState {
             self.nodes.set(map);
             self.selection.update(|s| s.retain(|id| graph.nodes.contains_key(id)));
         }
+        self.sync_annotations(&graph);
         if self.edges.with_untracked(|e| e != &graph.edges) {
             let keys: BTreeSet<String> = graph.edges.iter().map(Edge::key).collect();
             self.selected_edges.update(|s| s.retain(|k| keys.contains(k)));
@@ -239,6 +273,34 @@ impl FlowState {
         self.dirty.set(dirty);
         self.can_undo.set(can_undo);
         self.can_redo.set(can_redo);
+    }
+
+    /// Annotation signals in line with the document: changed ones set, the map rebuilt only
+    /// when one came, went or changed places.
+    fn sync_annotations(&self, graph: &Graph) {
+        let same_keys = self.annotations.with_untracked(|map| {
+            for (id, a) in &graph.annotations {
+                if let Some(sig) = map.get(id) {
+                    if sig.with_untracked(|old| old != a) {
+                        sig.set(a.clone());
+                    }
+                }
+            }
+            map.keys().eq(graph.annotations.keys())
+        });
+        if !same_keys {
+            let old = self.annotations.get_untracked();
+            let map = graph
+                .annotations
+                .iter()
+                .map(|(id, a)| (id.clone(), old.get(id).copied().unwrap_or_else(|| RwSignal::new(a.clone()))))
+                .collect();
+            self.annotations.set(map);
+            self.selected_annotations.update(|s| s.retain(|id| graph.annotations.contains_key(id)));
+            if self.editing.with_untracked(|e| e.as_ref().is_some_and(|id| !graph.annotations.contains_key(id))) {
+                self.editing.set(None);
+            }
+        }
     }
 
     /// Apply a command (one undo step). Refused while read-only.
@@ -324,6 +386,35 @@ impl FlowState {
     pub fn select_only(&self, ids: impl IntoIterator<Item = String>) {
         self.selection.set(ids.into_iter().collect());
         self.selected_edges.set(BTreeSet::new());
+        self.selected_annotations.set(BTreeSet::new());
+    }
+
+    /// Select these nodes and annotations, nothing else.
+    pub fn select_items(&self, ids: impl IntoIterator<Item = String>, annotations: impl IntoIterator<Item = String>) {
+        self.select_only(ids);
+        self.selected_annotations.set(annotations.into_iter().collect());
+    }
+
+    pub fn selected_annotation_ids(&self) -> Vec<String> {
+        self.selected_annotations.get_untracked().into_iter().collect()
+    }
+
+    /// What moves when the selection is dragged or nudged: the selected nodes and
+    /// annotations, and what the selected groups hold, each with its current place.
+    pub(crate) fn move_set(&self) -> (Places, Places) {
+        let mut nodes = self.selection.get_untracked();
+        let mut notes = self.selected_annotations.get_untracked();
+        self.with_graph(|g| {
+            for id in notes.clone() {
+                let (n, a) = g.group_contents(&id);
+                nodes.extend(n);
+                notes.extend(a);
+            }
+            (
+                nodes.iter().filter_map(|id| g.node(id).map(|n| (id.clone(), n.pos))).collect(),
+                notes.iter().filter_map(|id| g.annotations.get(id).map(|a| (id.clone(), a.pos))).collect(),
+            )
+        })
     }
 
     pub fn selected(&self) -> Vec<String> {
@@ -380,20 +471,22 @@ impl FlowState {
 
     pub fn delete_selection(&self) {
         let ids = self.selected();
+        let notes = self.selected_annotation_ids();
         let keys = self.selected_edges.get_untracked();
         let cmd = self.with_graph(|g| {
             let edges: Vec<Edge> = g.edges.iter().filter(|e| keys.contains(&e.key())).cloned().collect();
-            Command::delete(g, &ids, &edges)
+            Command::delete(g, &ids, &edges, &notes)
         });
         let _ = self.apply(cmd);
     }
 
     pub fn copy_selection(&self) -> Option<Fragment> {
         let ids = self.selected();
-        if ids.is_empty() {
+        let notes = self.selected_annotation_ids();
+        if ids.is_empty() && notes.is_empty() {
             return None;
         }
-        let f = self.with_graph(|g| clipboard::copy(g, &ids));
+        let f = self.with_graph(|g| clipboard::copy(g, &ids, &notes));
         self.clipboard.set_value(Some(f.clone()));
         Some(f)
     }
@@ -415,14 +508,15 @@ impl FlowState {
             None => clipboard::paste(g, &f, Pos::new(4.0 * GRID, 4.0 * GRID), true),
         });
         if self.apply(cmd).is_ok() {
-            self.select_only(ids);
+            self.select_items(ids.0, ids.1);
         }
         // Successive pastes cascade instead of stacking.
         if at.is_none() {
             let mut moved = f;
-            for n in &mut moved.nodes {
-                n.pos.x += 4.0 * GRID;
-                n.pos.y += 4.0 * GRID;
+            for p in moved.nodes.iter_mut().map(|n| &mut n.pos).chain(moved.annotations.iter_mut().map(|a| &mut a.pos))
+            {
+                p.x += 4.0 * GRID;
+                p.y += 4.0 * GRID;
             }
             self.clipboard.set_value(Some(moved));
         }
@@ -430,20 +524,69 @@ impl FlowState {
 
     pub fn duplicate(&self) {
         let ids = self.selected();
-        if ids.is_empty() {
+        let notes = self.selected_annotation_ids();
+        if ids.is_empty() && notes.is_empty() {
             return;
         }
-        let f = self.with_graph(|g| clipboard::copy(g, &ids));
+        let f = self.with_graph(|g| clipboard::copy(g, &ids, &notes));
         self.paste(Some(f), None);
     }
 
+    /// Move the selection (and what selected groups hold) by a step.
     pub fn nudge(&self, dx: f64, dy: f64) {
-        let ids = self.selected();
-        let moves: Vec<(String, Pos)> = self.with_graph(|g| {
-            ids.iter().filter_map(|id| g.node(id).map(|n| (id.clone(), Pos::new(n.pos.x + dx, n.pos.y + dy)))).collect()
-        });
-        if !moves.is_empty() {
-            let _ = self.apply(Command::moves(moves));
+        let by = |v: Places| -> Places {
+            v.into_iter().map(|(id, p)| (id, Pos::new(p.x + dx, p.y + dy))).collect()
+        };
+        let (nodes, notes) = self.move_set();
+        if !nodes.is_empty() || !notes.is_empty() {
+            let _ = self.apply(Command::move_items(by(nodes), by(notes)));
+        }
+    }
+
+    /// Put a group around the selection, then edit its title. Nothing when nothing is selected.
+    pub fn group_selection(&self) -> Option<String> {
+        let (ids, notes) = (self.selected(), self.selected_annotation_ids());
+        let (cmd, id) = self.with_graph(|g| Command::group(g, &ids, &notes, "Group"))?;
+        self.apply(cmd).ok()?;
+        self.select_items([], [id.clone()]);
+        self.editing.set(Some(id.clone()));
+        Some(id)
+    }
+
+    /// Add an empty sticky note with its top-left corner at `at` (world), then edit it.
+    pub fn add_note(&self, at: Pos) -> Option<String> {
+        if self.readonly.get_untracked() {
+            return None;
+        }
+        let id = self.with_graph(|g| g.fresh_annotation_id("note"));
+        let at = Pos::new(geometry::snap(at.x, GRID), geometry::snap(at.y, GRID));
+        let note = Annotation::new(&id, AnnotationKind::Note, "", at, 220.0, 120.0);
+        self.apply(Command::annotate(note)).ok()?;
+        self.select_items([], [id.clone()]);
+        self.editing.set(Some(id.clone()));
+        Some(id)
+    }
+
+    /// Add a note in the middle of the view.
+    pub fn add_note_in_view(&self) -> Option<String> {
+        let (w, h) = self.size.get_untracked();
+        let c = self.to_world(Pos::new(w / 2.0, h / 2.0));
+        self.add_note(Pos::new(c.x - 110.0, c.y - 60.0))
+    }
+
+    /// Set an annotation's text (one undo step when it changed).
+    pub fn set_annotation_text(&self, id: &str, text: &str) {
+        let Some(mut a) = self.with_graph(|g| g.annotations.get(id).cloned()) else { return };
+        if a.text == text {
+            return;
+        }
+        let label = match a.kind {
+            AnnotationKind::Group => "Rename group",
+            AnnotationKind::Note => "Edit note",
+        };
+        a.text = text.to_string();
+        if let Ok(cmd) = self.with_graph(|g| Command::set_annotation(g, a, label)) {
+            let _ = self.apply(cmd);
         }
     }
 
@@ -453,8 +596,9 @@ impl FlowState {
     }
 
     pub fn select_all(&self) {
-        let ids: Vec<String> = self.with_graph(|g| g.nodes.keys().cloned().collect());
-        self.select_only(ids);
+        let (ids, notes): (Vec<String>, Vec<String>) =
+            self.with_graph(|g| (g.nodes.keys().cloned().collect(), g.annotations.keys().cloned().collect()));
+        self.select_items(ids, notes);
     }
 
     /// Nodes matching a graph search: text in id/title/kind, or `invalid` (has errors) or
