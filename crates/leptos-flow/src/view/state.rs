@@ -534,9 +534,7 @@ impl FlowState {
 
     /// Move the selection (and what selected groups hold) by a step.
     pub fn nudge(&self, dx: f64, dy: f64) {
-        let by = |v: Places| -> Places {
-            v.into_iter().map(|(id, p)| (id, Pos::new(p.x + dx, p.y + dy))).collect()
-        };
+        let by = |v: Places| -> Places { v.into_iter().map(|(id, p)| (id, Pos::new(p.x + dx, p.y + dy))).collect() };
         let (nodes, notes) = self.move_set();
         if !nodes.is_empty() || !notes.is_empty() {
             let _ = self.apply(Command::move_items(by(nodes), by(notes)));
@@ -545,6 +543,9 @@ impl FlowState {
 
     /// Put a group around the selection, then edit its title. Nothing when nothing is selected.
     pub fn group_selection(&self) -> Option<String> {
+        if self.readonly.get_untracked() {
+            return None;
+        }
         let (ids, notes) = (self.selected(), self.selected_annotation_ids());
         let (cmd, id) = self.with_graph(|g| Command::group(g, &ids, &notes, "Group"))?;
         self.apply(cmd).ok()?;
