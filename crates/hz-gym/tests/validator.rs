@@ -84,7 +84,7 @@ fn annotations_are_checked_but_change_no_behaviour() {
     assert!(errs.iter().any(|e| e.contains("`annotations[1].size.width`") && e.contains("positive")), "{errs:#?}");
     g["annotations"] =
         json!([{"id": "n", "kind": "sticker", "position": {"x": 0, "y": 0}, "size": {"width": 1, "height": 1}}]);
-    let err = GymBundle::from_value(g, None).err().expect("an unknown kind is refused").to_string();
+    let err = GymBundle::from_value(g, None).expect_err("an unknown kind is refused").to_string();
     assert!(err.contains("sticker"), "{err}");
 }
 

@@ -324,7 +324,7 @@ fn a_group_wraps_the_nodes_it_is_made_for_and_moves_what_it_holds() {
     assert_eq!(h.graph(), &before);
 
     // Deleting the group leaves what it held; undo brings it back in its place.
-    h.apply(Command::delete(h.graph(), &[], &[], &[group.clone()])).unwrap();
+    h.apply(Command::delete(h.graph(), &[], &[], std::slice::from_ref(&group))).unwrap();
     assert_eq!(h.undo_label(), Some("Delete annotation"));
     assert!(!h.graph().annotations.contains_key(&group));
     assert_eq!(h.graph().nodes.len(), 3);
@@ -420,7 +420,7 @@ proptest! {
                     Some(c)
                 }
                 5 => Command::group(&g, &[names[i].to_string(), names[j].to_string()], &[], "G").map(|(c, _)| c),
-                6 => g.annotations.keys().nth(i).map(|id| Command::delete(&g, &[], &[], &[id.clone()])),
+                6 => g.annotations.keys().nth(i).map(|id| Command::delete(&g, &[], &[], std::slice::from_ref(id))),
                 _ => g.annotations.keys().nth(i).map(|id| {
                     Command::move_items(vec![(names[j].to_string(), Pos::new(1.0, 2.0))], vec![(id.clone(), Pos::new(j as f64, p as f64))])
                 }),

@@ -92,8 +92,8 @@ pub(crate) enum Drag {
     /// Nodes and annotations moving together, from where each started.
     Move {
         start: Pos,
-        nodes: Vec<(String, Pos)>,
-        annotations: Vec<(String, Pos)>,
+        nodes: Places,
+        annotations: Places,
         moved: bool,
     },
     /// An annotation's bottom-right corner, from its size at the press.
