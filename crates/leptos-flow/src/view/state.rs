@@ -547,7 +547,8 @@ impl FlowState {
             return None;
         }
         let (ids, notes) = (self.selected(), self.selected_annotation_ids());
-        let (cmd, id) = self.with_graph(|g| Command::group(g, &ids, &notes, "Group"))?;
+        // Untitled until the user types one (it shows as "Group" meanwhile).
+        let (cmd, id) = self.with_graph(|g| Command::group(g, &ids, &notes, ""))?;
         self.apply(cmd).ok()?;
         self.select_items([], [id.clone()]);
         self.editing.set(Some(id.clone()));
