@@ -85,6 +85,38 @@ pub fn annotations_in(g: &Graph, r: &Rect) -> Vec<String> {
     g.annotations.values().filter(|a| r.contains_rect(&a.rect())).map(|a| a.id.clone()).collect()
 }
 
+/// The place nearest `at` for the top-left corner of a `w` × `h` box that overlaps no node
+/// and no note (groups may hold it), searched on square rings 40 units apart out to 25
+/// rings; `at` itself when all of those are taken. A new note goes there, not under a node.
+pub fn free_spot(g: &Graph, at: Pos, w: f64, h: f64) -> Pos {
+    const STEP: f64 = 40.0;
+    const GAP: f64 = 10.0;
+    let blocked = |p: Pos| {
+        let r = Rect { x: p.x - GAP, y: p.y - GAP, w: w + 2.0 * GAP, h: h + 2.0 * GAP };
+        g.nodes.values().any(|n| node_rect(n).intersects(&r))
+            || g.annotations.values().any(|a| a.kind == crate::model::AnnotationKind::Note && a.rect().intersects(&r))
+    };
+    for ring in 0..=25i32 {
+        let mut best: Option<(i32, Pos)> = None;
+        for i in -ring..=ring {
+            for j in -ring..=ring {
+                if i.abs().max(j.abs()) != ring {
+                    continue;
+                }
+                let p = Pos::new(at.x + f64::from(i) * STEP, at.y + f64::from(j) * STEP);
+                let d = i * i + j * j;
+                if best.is_none_or(|(bd, _)| d < bd) && !blocked(p) {
+                    best = Some((d, p));
+                }
+            }
+        }
+        if let Some((_, p)) = best {
+            return p;
+        }
+    }
+    at
+}
+
 /// Room a group leaves around the nodes it is made for (its title sits in the top margin).
 pub const GROUP_MARGIN: f64 = 30.0;
 pub const GROUP_TITLE: f64 = 30.0;

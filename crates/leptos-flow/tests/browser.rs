@@ -613,6 +613,8 @@ async fn a_sticky_note_is_written_in_place_resized_and_deleted() {
     key(&host, "n", false, false);
     tick().await;
     assert_eq!(count(&host, ".lf-note"), 1);
+    let placed = state.graph().annotations.values().next().unwrap().rect();
+    assert!(!placed.intersects(&leptos_flow::geometry::node_rect(&state.graph().nodes["a"])), "{placed:?} covers a");
     let field = q(&host, ".lf-note textarea");
     assert_eq!(active_class(), "lf-annotation-edit", "the new note is ready to write");
     // Enter makes a new line; Ctrl+Enter keeps the text.

@@ -4,8 +4,8 @@
 
 use leptos_flow::clipboard::{copy, paste};
 use leptos_flow::geometry::{
-    annotations_in, bounds, node_rect, nodes_in, port_pos_by_name, tidy, wire_bounds, wire_curve, wire_distance, Rect,
-    Viewport,
+    annotations_in, bounds, free_spot, node_rect, nodes_in, port_pos_by_name, tidy, wire_bounds, wire_curve,
+    wire_distance, Rect, Viewport,
 };
 use leptos_flow::{
     Annotation, AnnotationKind, Command, Edge, EditError, Endpoint, Fragment, Graph, History, Node, Port, Pos,
@@ -362,6 +362,29 @@ fn tidy_refits_each_group_around_the_nodes_it_held() {
     // Tidying again changes nothing: the group's margin does not shift the layout.
     let again = tidy(h.graph());
     assert!(again.ops.is_empty(), "{:?}", again.ops);
+}
+
+#[test]
+fn a_free_spot_covers_no_node_and_no_note() {
+    let (h, group, note) = grouped();
+    let g = h.graph();
+    let clear = |p: Pos| {
+        let r = Rect { x: p.x, y: p.y, w: 220.0, h: 120.0 };
+        !g.nodes.values().any(|n| node_rect(n).intersects(&r)) && !g.annotations[&note].rect().intersects(&r)
+    };
+    // Asked for a place on top of `b`: it moves off, but not far.
+    let want = g.nodes["b"].pos;
+    let p = free_spot(g, want, 220.0, 120.0);
+    assert!(clear(p), "{p:?}");
+    assert!((p.x - want.x).abs() + (p.y - want.y).abs() < 400.0, "{p:?} is far from {want:?}");
+    // A free place is kept as asked; a group does not block it.
+    assert_eq!(free_spot(g, Pos::new(1000.0, 1000.0), 220.0, 120.0), Pos::new(1000.0, 1000.0));
+    let mut big = h.clone();
+    let mut grown = g.annotations[&group].clone();
+    grown.height += 2000.0;
+    big.apply(Command::set_annotation(g, grown, "Resize group").unwrap()).unwrap();
+    let below = Pos::new(0.0, 800.0);
+    assert_eq!(free_spot(big.graph(), below, 220.0, 120.0), below);
 }
 
 #[test]

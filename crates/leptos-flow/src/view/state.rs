@@ -569,11 +569,12 @@ impl FlowState {
         Some(id)
     }
 
-    /// Add a note in the middle of the view.
+    /// Add a note near the middle of the view, where it covers no node and no other note.
     pub fn add_note_in_view(&self) -> Option<String> {
         let (w, h) = self.size.get_untracked();
         let c = self.to_world(Pos::new(w / 2.0, h / 2.0));
-        self.add_note(Pos::new(c.x - 110.0, c.y - 60.0))
+        let at = self.with_graph(|g| geometry::free_spot(g, Pos::new(c.x - 110.0, c.y - 60.0), 220.0, 120.0));
+        self.add_note(at)
     }
 
     /// Set an annotation's text (one undo step when it changed).
