@@ -564,6 +564,7 @@ async fn a_group_made_from_the_selection_moves_what_it_holds_in_one_undo_step() 
     key(&host, "g", true, false);
     tick().await;
     assert_eq!(count(&host, ".lf-group"), 1);
+    assert_eq!(q(&host, ".lf-minimap canvas").get_attribute("data-annotations").as_deref(), Some("1"));
     // Its title is ready to type, and Enter keeps it as one undo step.
     let field = q(&host, ".lf-group .lf-annotation-edit");
     assert_eq!(active_class(), "lf-annotation-edit", "the title field has the focus");
@@ -609,7 +610,6 @@ async fn a_group_made_from_the_selection_moves_what_it_holds_in_one_undo_step() 
 async fn a_sticky_note_is_written_in_place_resized_and_deleted() {
     let (state, host) = mount(graph(vec![node("a", 0.0, 0.0)]));
     tick().await;
-    let zoom = state.viewport.get_untracked().zoom;
     key(&host, "n", false, false);
     tick().await;
     assert_eq!(count(&host, ".lf-note"), 1);
@@ -626,6 +626,12 @@ async fn a_sticky_note_is_written_in_place_resized_and_deleted() {
     let text = q(&host, ".lf-note-text").text_content().unwrap_or_default();
     assert_eq!(text, "Seeds 7-9\nreward > 0.1");
     assert_eq!(state.undo_label().as_deref(), Some("Edit note"));
+    // Shift+F fits the selection, the new note: its middle comes to the canvas's middle.
+    key(&host, "F", false, true);
+    tick().await;
+    let r = state.graph().annotations.values().next().unwrap().rect();
+    let mid = state.viewport.get_untracked().to_screen(Pos::new(r.x + r.w / 2.0, r.y + r.h / 2.0));
+    assert!((mid.x - 400.0).abs() < 2.0 && (mid.y - 350.0).abs() < 2.0, "{mid:?}");
 
     // A double-click edits it again; Escape drops the change.
     let note = q(&host, ".lf-note");
@@ -639,6 +645,7 @@ async fn a_sticky_note_is_written_in_place_resized_and_deleted() {
     // The corner handle resizes it, one step.
     let id = state.graph().annotations.keys().next().cloned().unwrap();
     let w0 = state.graph().annotations[&id].width;
+    let zoom = state.viewport.get_untracked().zoom;
     let handle = q(&host, ".lf-note .lf-resize");
     let (hx, hy) = centre(&handle);
     drag(&handle, hx + 80, hy + 40, false).await;

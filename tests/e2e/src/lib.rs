@@ -194,6 +194,11 @@ impl App {
         if !self.compositing {
             return Ok(PathBuf::new());
         }
+        // Two animation frames first, so the picture shows what the DOM already holds (a
+        // check can pass on the DOM before WebKit has painted it).
+        let settle = "const done = arguments[arguments.length - 1]; \
+                      requestAnimationFrame(() => requestAnimationFrame(() => done()));";
+        let _ = self.client.execute_async(settle, vec![]).await;
         let png = self.client.screenshot().await?;
         let path = self.shots.join(format!("{:02}-{label}.png", self.shot_no));
         std::fs::write(&path, png)?;

@@ -1039,21 +1039,19 @@ fn NodeSearch(state: FlowState, popup: SearchPopup) -> impl IntoView {
 fn Minimap(state: FlowState) -> impl IntoView {
     const W: f64 = 180.0;
     const H: f64 = 120.0;
-    // The graph's bounds change only when nodes move past the edge.
+    // The graph's bounds (nodes, groups, notes) change only when one moves past the edge.
     let bounds = Memo::new(move |_| {
-        state.nodes.with(|nodes| {
+        let nodes: Vec<Rect> = state.nodes.with(|nodes| {
             nodes
                 .values()
                 .map(|s| {
                     let p = s.pos.get();
                     Rect { x: p.x, y: p.y, w: NODE_WIDTH, h: s.node.with(node_height) }
                 })
-                .reduce(|a, b| {
-                    let x = a.x.min(b.x);
-                    let y = a.y.min(b.y);
-                    Rect { x, y, w: (a.x + a.w).max(b.x + b.w) - x, h: (a.y + a.h).max(b.y + b.h) - y }
-                })
-        })
+                .collect()
+        });
+        let notes: Vec<Rect> = state.annotations.with(|m| m.values().map(|s| s.with(Annotation::rect)).collect());
+        nodes.into_iter().chain(notes).reduce(|a, b| a.union(&b))
     });
     let visible = Memo::new(move |_| {
         let (w, h) = state.size.get();
@@ -1076,21 +1074,37 @@ fn Minimap(state: FlowState) -> impl IntoView {
     // Nodes are painted on a canvas in two batched paths (valid, invalid): a few hundred SVG
     // rects under a transform that changes on every frame of a pan cost a frame on their own.
     let el: NodeRef<html::Canvas> = NodeRef::new();
-    let colours: StoredValue<Option<(String, String)>> = StoredValue::new(None);
+    let colours: StoredValue<Option<[String; 4]>> = StoredValue::new(None);
     Effect::new(move |_| {
         let Some(cv) = el.get() else { return };
         let (r, scale) = frame.get();
         let Some(ctx) = scene::context(&cv, W, H) else { return };
-        let (node, invalid) = colours.with_value(Clone::clone).unwrap_or_else(|| {
+        let [node, invalid, group, note] = colours.with_value(Clone::clone).unwrap_or_else(|| {
             let style = scene::computed_style(&cv);
-            let c = (
-                scene::css_var(style.as_ref(), "--lf-mini-node", "#5a6378"),
-                scene::css_var(style.as_ref(), "--lf-mini-invalid", "#ff5c5c"),
-            );
+            let var = |name: &str, default: &str| scene::css_var(style.as_ref(), name, default);
+            let c = [
+                var("--lf-mini-node", "#5a6378"),
+                var("--lf-mini-invalid", "#ff5c5c"),
+                var("--lf-mini-group", "#4c7dff40"),
+                var("--lf-mini-note", "#f2d36b99"),
+            ];
             colours.set_value(Some(c.clone()));
             c
         });
         ctx.clear_rect(0.0, 0.0, W, H);
+        // Groups and notes first, behind the nodes as on the canvas.
+        let scaled = |q: Rect| Rect { x: (q.x - r.x) * scale, y: (q.y - r.y) * scale, w: q.w * scale, h: q.h * scale };
+        let notes: Vec<(Rect, AnnotationKind)> =
+            state.annotations.with(|m| m.values().map(|s| s.with(|a| (scaled(a.rect()), a.kind))).collect());
+        for (kind, colour) in [(AnnotationKind::Group, &group), (AnnotationKind::Note, &note)] {
+            ctx.begin_path();
+            for (q, _) in notes.iter().filter(|(_, k)| *k == kind) {
+                ctx.rect(q.x, q.y, q.w.max(1.0), q.h.max(1.0));
+            }
+            ctx.set_fill_style_str(colour);
+            ctx.fill();
+        }
+        let _ = cv.set_attribute("data-annotations", &notes.len().to_string());
         let rects: Vec<(Rect, bool)> = state.nodes.with(|nodes| {
             nodes
                 .values()

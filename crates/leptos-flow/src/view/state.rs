@@ -427,18 +427,24 @@ impl FlowState {
     }
 
     pub fn fit_view(&self) {
-        self.fit(None);
+        self.fit(self.with_graph(|g| geometry::bounds(g, None)));
     }
 
-    /// Fit the selection (or everything when nothing is selected).
+    /// Fit the selected nodes and annotations (or everything when nothing is selected).
     pub fn fit_selection(&self) {
-        let sel = self.selected();
-        self.fit(if sel.is_empty() { None } else { Some(sel) });
+        let (ids, notes) = (self.selected(), self.selected_annotation_ids());
+        if ids.is_empty() && notes.is_empty() {
+            return self.fit_view();
+        }
+        self.fit(self.with_graph(|g| {
+            let boxes = g.annotations.values().filter(|a| notes.contains(&a.id)).map(Annotation::rect);
+            geometry::bounds(g, Some(&ids)).into_iter().chain(boxes).reduce(|a, b| a.union(&b))
+        }));
     }
 
-    fn fit(&self, ids: Option<Vec<String>>) {
+    fn fit(&self, r: Option<Rect>) {
         let (w, h) = self.size.get_untracked();
-        if let Some(r) = self.with_graph(|g| geometry::bounds(g, ids.as_deref())) {
+        if let Some(r) = r {
             self.viewport.set(Viewport::fit(r, w, h, 40.0));
         }
     }
