@@ -75,11 +75,17 @@ fn free_port() -> Result<u16> {
 }
 
 fn free_display() -> Result<u32> {
-    (90..140)
-        .find(|n| {
-            !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        })
-        .context("no free X display number between :90 and :139")
+    (90..140).find(|n| !display_taken(*n)).context("no free X display number between :90 and :139")
+}
+
+/// Whether an X server holds display `n`: its lock file names a process that is running.
+/// A lock (and socket) left by a server that was killed is stale, and Xvfb replaces it, so
+/// killed runs do not use up the display numbers.
+fn display_taken(n: u32) -> bool {
+    match std::fs::read_to_string(format!("/tmp/.X{n}-lock")) {
+        Ok(text) => text.trim().parse::<u32>().ok().is_none_or(|pid| Path::new(&format!("/proc/{pid}")).exists()),
+        Err(_) => Path::new(&format!("/tmp/.X11-unix/X{n}")).exists(),
+    }
 }
 
 /// A running app under test.
@@ -463,9 +469,17 @@ impl App {
                 std::thread::sleep(Duration::from_millis(300));
             }
         }
-        // Then tauri-driver and Xvfb, newest first.
+        // Then tauri-driver and Xvfb, newest first; asked to end first, so Xvfb removes its
+        // lock and socket.
         for child in self.children.iter_mut().rev() {
-            let _ = child.kill();
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).stderr(Stdio::null()).status();
+            let ended = (0..20).any(|_| {
+                std::thread::sleep(Duration::from_millis(25));
+                matches!(child.try_wait(), Ok(Some(_)))
+            });
+            if !ended {
+                let _ = child.kill();
+            }
             let _ = child.wait();
         }
         self.children.clear();
@@ -506,5 +520,33 @@ pub fn descendants(root: u32) -> Vec<u32> {
 impl Drop for App {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lock naming a running process holds its display; one left by a process that is gone
+    /// does not.
+    #[test]
+    fn stale_x_locks_do_not_hold_a_display() {
+        let n = 139;
+        let lock = format!("/tmp/.X{n}-lock");
+        if Path::new(&lock).exists() || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+            eprintln!("display :{n} is in use here; nothing to check");
+            return;
+        }
+        let mut gone = Command::new("true").spawn().expect("spawn true");
+        let dead = gone.id();
+        let _ = gone.wait();
+        std::fs::write(&lock, format!("{dead:>10}\n")).expect("write lock");
+        let stale = display_taken(n);
+        std::fs::write(&lock, format!("{:>10}\n", std::process::id())).expect("write lock");
+        let live = display_taken(n);
+        std::fs::remove_file(&lock).expect("remove lock");
+        assert!(!stale, "a dead server's lock is stale");
+        assert!(live, "a running process's lock holds the display");
+        assert!(!display_taken(n));
     }
 }
