@@ -227,28 +227,12 @@ impl Graph {
 
     /// An id not used by any node, built from `base` (`base`, `base_2`, `base_3`, …).
     pub fn fresh_id(&self, base: &str) -> String {
-        let base = if base.is_empty() { "node" } else { base };
-        if !self.nodes.contains_key(base) {
-            return base.to_string();
-        }
-        let stem = match base.rsplit_once('_') {
-            Some((stem, n)) if !stem.is_empty() && n.parse::<u64>().is_ok() => stem,
-            _ => base,
-        };
-        (2..).map(|i| format!("{stem}_{i}")).find(|id| !self.nodes.contains_key(id)).unwrap_or_default()
+        fresh(base, "node", |id| self.nodes.contains_key(id))
     }
 
     /// An annotation id not used yet, built from `base` as [`Graph::fresh_id`] does.
     pub fn fresh_annotation_id(&self, base: &str) -> String {
-        let base = if base.is_empty() { "note" } else { base };
-        if !self.annotations.contains_key(base) {
-            return base.to_string();
-        }
-        let stem = match base.rsplit_once('_') {
-            Some((stem, n)) if !stem.is_empty() && n.parse::<u64>().is_ok() => stem,
-            _ => base,
-        };
-        (2..).map(|i| format!("{stem}_{i}")).find(|id| !self.annotations.contains_key(id)).unwrap_or_default()
+        fresh(base, "note", |id| self.annotations.contains_key(id))
     }
 
     /// What moves with a group: the nodes and the other annotations wholly inside it.
@@ -272,4 +256,18 @@ impl Graph {
             .map(String::as_str)
             .collect()
     }
+}
+
+/// `base` (or `empty` when it is empty) if not `taken`, else the first free `stem_N` from 2,
+/// where a `base` already ending in `_N` keeps its stem.
+fn fresh(base: &str, empty: &str, taken: impl Fn(&str) -> bool) -> String {
+    let base = if base.is_empty() { empty } else { base };
+    if !taken(base) {
+        return base.to_string();
+    }
+    let stem = match base.rsplit_once('_') {
+        Some((stem, n)) if !stem.is_empty() && n.parse::<u64>().is_ok() => stem,
+        _ => base,
+    };
+    (2..).map(|i| format!("{stem}_{i}")).find(|id| !taken(id)).unwrap_or_default()
 }

@@ -146,6 +146,20 @@ fn press_annotation(state: FlowState, id: &str, ev: &web_sys::MouseEvent, canvas
     }
 }
 
+/// A left press that starts an editing gesture on a part of the canvas (a wire from a port,
+/// a resize): the canvas below does not also take it, the canvas gets the keyboard focus,
+/// and the pointer comes back in world coordinates. `None` for other buttons, or read-only.
+fn edit_press(state: FlowState, ev: &web_sys::MouseEvent) -> Option<Pos> {
+    if ev.button() != 0 || state.readonly.get_untracked() {
+        return None;
+    }
+    ev.stop_propagation();
+    ev.prevent_default();
+    let canvas = canvas_of(ev)?;
+    let _ = canvas.focus();
+    Some(state.to_world(local_pos(&canvas, ev.client_x(), ev.client_y())))
+}
+
 /// A press on a wire selects it (Shift adds it to the selected wires).
 fn press_wire(state: FlowState, key: String, additive: bool) {
     state.search.set(None);
@@ -757,14 +771,7 @@ fn AnnotationView(state: FlowState, id: String) -> impl IntoView {
     };
     let id_resize = id.clone();
     let on_resize = move |ev: ev::MouseEvent| {
-        if ev.button() != 0 || state.readonly.get_untracked() {
-            return;
-        }
-        ev.stop_propagation();
-        ev.prevent_default();
-        let Some(canvas) = canvas_of(&ev) else { return };
-        let _ = canvas.focus();
-        let start = state.to_world(local_pos(&canvas, ev.client_x(), ev.client_y()));
+        let Some(start) = edit_press(state, &ev) else { return };
         let size = sig.with_untracked(|a| (a.width, a.height));
         state.drag.set_value(Some(Drag::Resize { id: id_resize.clone(), start, size, moved: false }));
     };
@@ -906,14 +913,7 @@ fn PortView(state: FlowState, node: String, port: String, ty: String, required: 
     let ep_down = ep.clone();
     let ty_down = ty.clone();
     let on_down = move |ev: ev::MouseEvent| {
-        if ev.button() != 0 || state.readonly.get_untracked() {
-            return;
-        }
-        ev.stop_propagation();
-        ev.prevent_default();
-        let Some(canvas) = canvas_of(&ev) else { return };
-        let _ = canvas.focus();
-        let pointer = state.to_world(local_pos(&canvas, ev.client_x(), ev.client_y()));
+        let Some(pointer) = edit_press(state, &ev) else { return };
         state.wire.set(Some(WireDrag {
             anchor: ep_down.clone(),
             from_output: output,
