@@ -132,7 +132,9 @@ pub fn to_graph(spec: &Value, catalog: &Catalog, analysed: &std::collections::BT
         let text = a.get("text").and_then(Value::as_str).unwrap_or_default();
         let w = num(size, "width").max(Annotation::MIN_WIDTH);
         let h = num(size, "height").max(Annotation::MIN_HEIGHT);
-        let note = Annotation::new(id, kind, text, Pos::new(num(pos, "x"), num(pos, "y")), w, h);
+        let mut note = Annotation::new(id, kind, text, Pos::new(num(pos, "x"), num(pos, "y")), w, h);
+        note.tint =
+            a.get("color").and_then(Value::as_str).filter(|c| Annotation::TINTS.contains(c)).map(str::to_string);
         g.annotations.insert(id.to_string(), note);
     }
     g
@@ -192,6 +194,9 @@ pub fn to_spec(base: &Value, g: &Graph) -> Value {
             let round = |v: f64| v.round() as i64;
             o.insert("position".into(), json!({"x": round(a.pos.x), "y": round(a.pos.y)}));
             o.insert("size".into(), json!({"width": round(a.width), "height": round(a.height)}));
+            if let Some(tint) = &a.tint {
+                o.insert("color".into(), json!(tint));
+            }
             Value::Object(o)
         })
         .collect();
@@ -250,7 +255,7 @@ mod tests {
         let spec = json!({
             "nodes": [{"id": "r", "kind": "on_reset", "position": {"x": 0, "y": 0}}],
             "annotations": [
-                {"id": "g", "kind": "group", "text": "Reset", "position": {"x": -30, "y": -60}, "size": {"width": 260, "height": 150}},
+                {"id": "g", "kind": "group", "text": "Reset", "position": {"x": -30, "y": -60}, "size": {"width": 260, "height": 150}, "color": "green"},
                 {"id": "n", "kind": "note", "position": {"x": 300, "y": 0}, "size": {"width": 220, "height": 120}},
                 {"id": "n", "kind": "note", "position": {"x": 0, "y": 0}, "size": {"width": 1, "height": 1}},
                 {"id": "s", "kind": "sticker", "position": {"x": 0, "y": 0}, "size": {"width": 1, "height": 1}}
@@ -264,6 +269,8 @@ mod tests {
         );
         assert_eq!(g.annotations["g"].kind, AnnotationKind::Group);
         assert_eq!(g.annotations["g"].text, "Reset");
+        assert_eq!(g.annotations["g"].tint.as_deref(), Some("green"));
+        assert_eq!(g.annotations["n"].tint, None);
         assert_eq!((g.annotations["n"].width, g.annotations["n"].height), (220.0, 120.0));
         let back = to_spec(&spec, &g);
         assert_eq!(back["annotations"][0], spec["annotations"][0]);

@@ -212,6 +212,21 @@ pub struct Annotation {
     /// Top-left corner, in canvas coordinates.
     pub position: Position,
     pub size: Size,
+    /// Its colour; absent: the kind's own (blue groups, yellow notes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<AnnotationColor>,
+}
+
+/// The colours an annotation can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AnnotationColor {
+    Grey,
+    Blue,
+    Green,
+    Yellow,
+    Red,
+    Purple,
 }
 
 /// What an annotation is.

@@ -70,7 +70,7 @@ fn structural_problems_are_named() {
 fn annotations_are_checked_but_change_no_behaviour() {
     let mut g = support::counter_gym();
     let note = |id: &str, w: f64| json!({"id": id, "kind": "note", "text": "why", "position": {"x": 0, "y": 0}, "size": {"width": w, "height": 80}});
-    g["annotations"] = json!([note("n1", 200.0), {"id": "g1", "kind": "group", "position": {"x": -40, "y": -60}, "size": {"width": 500, "height": 300}}]);
+    g["annotations"] = json!([note("n1", 200.0), {"id": "g1", "kind": "group", "position": {"x": -40, "y": -60}, "size": {"width": 500, "height": 300}, "color": "purple"}]);
     assert_eq!(errors(g.clone()), Vec::<String>::new());
     let plain = GymBundle::from_value(support::counter_gym(), None).expect("parses");
     let annotated = GymBundle::from_value(g.clone(), None).expect("parses");
@@ -84,8 +84,11 @@ fn annotations_are_checked_but_change_no_behaviour() {
     assert!(errs.iter().any(|e| e.contains("`annotations[1].size.width`") && e.contains("positive")), "{errs:#?}");
     g["annotations"] =
         json!([{"id": "n", "kind": "sticker", "position": {"x": 0, "y": 0}, "size": {"width": 1, "height": 1}}]);
-    let err = GymBundle::from_value(g, None).expect_err("an unknown kind is refused").to_string();
+    let err = GymBundle::from_value(g.clone(), None).expect_err("an unknown kind is refused").to_string();
     assert!(err.contains("sticker"), "{err}");
+    g["annotations"] = json!([{"id": "n", "kind": "note", "position": {"x": 0, "y": 0}, "size": {"width": 1, "height": 1}, "color": "mauve"}]);
+    let err = GymBundle::from_value(g, None).expect_err("an unknown colour is refused").to_string();
+    assert!(err.contains("mauve"), "{err}");
 }
 
 #[test]

@@ -153,15 +153,20 @@ pub struct Annotation {
     pub pos: Pos,
     pub width: f64,
     pub height: f64,
+    /// One of [`Annotation::TINTS`]; `None` is the kind's own colour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tint: Option<String>,
 }
 
 impl Annotation {
     /// The smallest size the editor resizes to (room for a title and a handle).
     pub const MIN_WIDTH: f64 = 120.0;
     pub const MIN_HEIGHT: f64 = 60.0;
+    /// Colours a group or note can take (the stylesheet's `lf-tint-<name>` classes).
+    pub const TINTS: &'static [&'static str] = &["grey", "blue", "green", "yellow", "red", "purple"];
 
     pub fn new(id: &str, kind: AnnotationKind, text: &str, pos: Pos, width: f64, height: f64) -> Self {
-        Annotation { id: id.to_string(), kind, text: text.to_string(), pos, width, height }
+        Annotation { id: id.to_string(), kind, text: text.to_string(), pos, width, height, tint: None }
     }
 
     pub fn rect(&self) -> crate::geometry::Rect {

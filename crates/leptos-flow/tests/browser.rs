@@ -597,8 +597,19 @@ async fn a_group_made_from_the_selection_moves_what_it_holds_in_one_undo_step() 
     tick().await;
     assert_eq!(state.graph(), before);
 
-    // Deleting the group leaves its nodes.
+    // A selected group shows colour swatches; one click colours it, one undo step.
     state.select_items([], [id.clone()]);
+    tick().await;
+    q(&host, ".lf-tints [data-tint='green']").click();
+    tick().await;
+    assert!(q(&host, ".lf-group").class_list().contains("lf-tint-green"));
+    assert_eq!(state.graph().annotations[&id].tint.as_deref(), Some("green"));
+    assert_eq!(state.undo_label().as_deref(), Some("Colour"));
+    q(&host, ".lf-tints [data-tint='default']").click();
+    tick().await;
+    assert_eq!(state.graph().annotations[&id].tint, None);
+
+    // Deleting the group leaves its nodes.
     key(&host, "Delete", false, false);
     tick().await;
     assert_eq!(count(&host, ".lf-group"), 0);

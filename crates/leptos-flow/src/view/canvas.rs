@@ -792,9 +792,39 @@ fn AnnotationView(state: FlowState, id: String) -> impl IntoView {
             view! { <div class="lf-note-text">{text}</div> }.into_any()
         }
     };
+    let class = move || {
+        let tint = sig.with(|a| a.tint.as_ref().map(|t| format!(" lf-tint-{t}")).unwrap_or_default());
+        format!("lf-annotation {}{tint}", if group { "lf-group" } else { "lf-note" })
+    };
+    // The colour swatches of a selected group or note (not while its text is edited).
+    let id_tint = id_attr.clone();
+    let swatches = move || {
+        (selected.get() && !editing.get() && !state.readonly.get()).then(|| {
+            let id = id_tint.clone();
+            view! {
+                <div class="lf-tints" on:mousedown=|ev| ev.stop_propagation() on:dblclick=|ev| ev.stop_propagation()>
+                    {std::iter::once(None)
+                        .chain(Annotation::TINTS.iter().map(|t| Some(*t)))
+                        .map(|tint| {
+                            let id = id.clone();
+                            let name = tint.unwrap_or("default");
+                            view! {
+                                <span
+                                    class=format!("lf-tint lf-tint-{name}")
+                                    data-tint=name
+                                    title=name
+                                    on:click=move |_| state.set_annotation_tint(&id, tint)
+                                ></span>
+                            }
+                        })
+                        .collect_view()}
+                </div>
+            }
+        })
+    };
     view! {
         <div
-            class=if group { "lf-annotation lf-group" } else { "lf-annotation lf-note" }
+            class=class
             class:lf-selected=move || selected.get()
             data-annotation-id=id_attr
             style=style
@@ -802,6 +832,7 @@ fn AnnotationView(state: FlowState, id: String) -> impl IntoView {
             on:dblclick=move |ev| if !group { note_dbl(ev) }
         >
             {body}
+            {swatches}
             <div class="lf-resize" on:mousedown=on_resize></div>
         </div>
     }

@@ -583,6 +583,20 @@ impl FlowState {
         self.add_note(at)
     }
 
+    /// Colour an annotation with one of [`Annotation::TINTS`] (`None`: its kind's colour),
+    /// one undo step when it changed.
+    pub fn set_annotation_tint(&self, id: &str, tint: Option<&str>) {
+        let Some(mut a) = self.with_graph(|g| g.annotations.get(id).cloned()) else { return };
+        let tint = tint.filter(|t| Annotation::TINTS.contains(t)).map(str::to_string);
+        if a.tint == tint {
+            return;
+        }
+        a.tint = tint;
+        if let Ok(cmd) = self.with_graph(|g| Command::set_annotation(g, a, "Colour")) {
+            let _ = self.apply(cmd);
+        }
+    }
+
     /// Set an annotation's text (one undo step when it changed).
     pub fn set_annotation_text(&self, id: &str, text: &str) {
         let Some(mut a) = self.with_graph(|g| g.annotations.get(id).cloned()) else { return };
