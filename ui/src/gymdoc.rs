@@ -118,11 +118,7 @@ pub fn to_graph(spec: &Value, catalog: &Catalog, analysed: &std::collections::BT
     // validator names them in the JSON.
     for a in spec.get("annotations").and_then(Value::as_array).into_iter().flatten() {
         let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-        let kind = match a.get("kind").and_then(Value::as_str) {
-            Some("group") => AnnotationKind::Group,
-            Some("note") => AnnotationKind::Note,
-            _ => continue,
-        };
+        let Ok(kind) = serde_json::from_value::<AnnotationKind>(a["kind"].clone()) else { continue };
         let Some(id) =
             a.get("id").and_then(Value::as_str).filter(|id| !id.is_empty() && !g.annotations.contains_key(*id))
         else {
@@ -181,13 +177,7 @@ pub fn to_spec(base: &Value, g: &Graph) -> Value {
         .map(|a| {
             let mut o = Map::new();
             o.insert("id".into(), json!(a.id));
-            o.insert(
-                "kind".into(),
-                json!(match a.kind {
-                    AnnotationKind::Group => "group",
-                    AnnotationKind::Note => "note",
-                }),
-            );
+            o.insert("kind".into(), json!(a.kind));
             if !a.text.is_empty() {
                 o.insert("text".into(), json!(a.text));
             }

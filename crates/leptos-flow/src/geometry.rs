@@ -297,7 +297,7 @@ pub fn tidy(g: &Graph) -> Command {
         let placed = members.iter().filter_map(|id| {
             let n = g.nodes.get(id)?;
             let at = moves.iter().find(|(m, _)| m == id).map(|(_, p)| *p).unwrap_or(n.pos);
-            Some(Rect { x: at.x, y: at.y, w: NODE_WIDTH, h: node_height(n) })
+            Some(Rect { x: at.x, y: at.y, ..node_rect(n) })
         });
         if let Some(r) = placed.reduce(|a, b| a.union(&b)) {
             let r = group_rect(&r);

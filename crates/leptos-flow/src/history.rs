@@ -221,10 +221,7 @@ impl Command {
 
     /// Add an annotation on top of the others.
     pub fn annotate(annotation: Annotation) -> Self {
-        let label = match annotation.kind {
-            crate::AnnotationKind::Group => "Add group",
-            crate::AnnotationKind::Note => "Add note",
-        };
+        let label = format!("Add {}", annotation.kind.noun());
         Command::new(label, vec![Op::InsertAnnotation { index: usize::MAX, annotation }])
     }
 

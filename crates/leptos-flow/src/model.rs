@@ -140,6 +140,16 @@ pub enum AnnotationKind {
     Note,
 }
 
+impl AnnotationKind {
+    /// The word for it in undo labels ("Add note", "Resize group").
+    pub fn noun(self) -> &'static str {
+        match self {
+            AnnotationKind::Group => "group",
+            AnnotationKind::Note => "note",
+        }
+    }
+}
+
 /// A group or a note: a rectangle with text, behind the nodes. It has no ports and takes no
 /// part in what the graph means.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +172,8 @@ impl Annotation {
     /// The smallest size the editor resizes to (room for a title and a handle).
     pub const MIN_WIDTH: f64 = 120.0;
     pub const MIN_HEIGHT: f64 = 60.0;
+    /// The size of a new note.
+    pub const NOTE_SIZE: (f64, f64) = (220.0, 120.0);
     /// Colours a group or note can take (the stylesheet's `lf-tint-<name>` classes).
     pub const TINTS: &'static [&'static str] = &["grey", "blue", "green", "yellow", "red", "purple"];
 

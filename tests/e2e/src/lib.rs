@@ -464,7 +464,7 @@ impl App {
             let pids = descendants(driver);
             for sig in ["-TERM", "-KILL"] {
                 for pid in &pids {
-                    let _ = Command::new("kill").arg(sig).arg(pid.to_string()).stderr(Stdio::null()).status();
+                    signal(sig, *pid);
                 }
                 std::thread::sleep(Duration::from_millis(300));
             }
@@ -472,7 +472,7 @@ impl App {
         // Then tauri-driver and Xvfb, newest first; asked to end first, so Xvfb removes its
         // lock and socket.
         for child in self.children.iter_mut().rev() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).stderr(Stdio::null()).status();
+            signal("-TERM", child.id());
             let ended = (0..20).any(|_| {
                 std::thread::sleep(Duration::from_millis(25));
                 matches!(child.try_wait(), Ok(Some(_)))
@@ -495,6 +495,11 @@ fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // After the parenthesised command name: the state, then the parent id.
     stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Send a signal (`-TERM`, `-KILL`) to a process; one already gone is no error.
+fn signal(sig: &str, pid: u32) {
+    let _ = Command::new("kill").arg(sig).arg(pid.to_string()).stderr(Stdio::null()).status();
 }
 
 /// Every live process below `root` (bounded walk up from each process).

@@ -95,55 +95,46 @@ fn oriented(w: &WireDrag, target: &Endpoint) -> (Endpoint, Endpoint) {
 /// A press on a node (its HTML header or its painted box): select it (Shift/Ctrl toggle) and
 /// start moving the selection.
 fn press_node(state: FlowState, id: &str, ev: &web_sys::MouseEvent, canvas: Option<web_sys::HtmlElement>) {
+    press_item(state, id, false, ev, canvas);
+}
+
+/// A press on a group's title or on a note: as on a node, a group moving what it holds.
+fn press_annotation(state: FlowState, id: &str, ev: &web_sys::MouseEvent, canvas: Option<web_sys::HtmlElement>) {
+    press_item(state, id, true, ev, canvas);
+}
+
+/// Select the pressed node or annotation (Shift/Ctrl toggle it) and start moving what the
+/// selection moves (see [`FlowState::move_set`]).
+fn press_item(
+    state: FlowState,
+    id: &str,
+    annotation: bool,
+    ev: &web_sys::MouseEvent,
+    canvas: Option<web_sys::HtmlElement>,
+) {
     ev.prevent_default();
     if let Some(c) = &canvas {
         let _ = c.focus();
     }
     state.search.set(None);
-    let toggle = ev.shift_key() || ev.ctrl_key() || ev.meta_key();
-    if toggle {
-        state.selection.update(|s| {
+    let set = if annotation { state.selected_annotations } else { state.selection };
+    if ev.shift_key() || ev.ctrl_key() || ev.meta_key() {
+        set.update(|s| {
             if !s.remove(id) {
                 s.insert(id.to_string());
             }
         });
-    } else if !state.selection.with_untracked(|s| s.contains(id)) {
-        state.select_only([id.to_string()]);
+    } else if !set.with_untracked(|s| s.contains(id)) {
+        state.select_only([]);
+        set.set([id.to_string()].into_iter().collect());
     }
     if state.readonly.get_untracked() {
         return;
     }
-    start_move(state, ev, canvas);
-}
-
-/// Start dragging what the selection moves (see [`FlowState::move_set`]).
-fn start_move(state: FlowState, ev: &web_sys::MouseEvent, canvas: Option<web_sys::HtmlElement>) {
     let Some(canvas) = canvas else { return };
     let start = state.to_world(local_pos(&canvas, ev.client_x(), ev.client_y()));
     let (nodes, annotations) = state.move_set();
     state.drag.set_value(Some(Drag::Move { start, nodes, annotations, moved: false }));
-}
-
-/// A press on a group's title or on a note: select it (Shift/Ctrl toggle) and start moving
-/// the selection, a group with what it holds.
-fn press_annotation(state: FlowState, id: &str, ev: &web_sys::MouseEvent, canvas: Option<web_sys::HtmlElement>) {
-    ev.prevent_default();
-    if let Some(c) = &canvas {
-        let _ = c.focus();
-    }
-    state.search.set(None);
-    if ev.shift_key() || ev.ctrl_key() || ev.meta_key() {
-        state.selected_annotations.update(|s| {
-            if !s.remove(id) {
-                s.insert(id.to_string());
-            }
-        });
-    } else if !state.selected_annotations.with_untracked(|s| s.contains(id)) {
-        state.select_items([], [id.to_string()]);
-    }
-    if !state.readonly.get_untracked() {
-        start_move(state, ev, canvas);
-    }
 }
 
 /// A left press that starts an editing gesture on a part of the canvas (a wire from a port,
@@ -219,16 +210,9 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
             return Vec::new();
         }
         let r = scene::visible_rect(&settled.get(), state.size.get());
-        state.nodes.with(|m| {
-            m.iter()
-                .filter(|(_, s)| {
-                    let p = s.pos.get();
-                    let h = s.node.with(node_height);
-                    Rect { x: p.x, y: p.y, w: NODE_WIDTH, h }.intersects(&r)
-                })
-                .map(|(k, _)| k.clone())
-                .collect::<Vec<_>>()
-        })
+        state
+            .nodes
+            .with(|m| m.iter().filter(|(_, s)| s.rect().intersects(&r)).map(|(k, _)| k.clone()).collect::<Vec<_>>())
     });
 
     let measure = move || {
@@ -348,13 +332,9 @@ pub fn FlowCanvas(state: FlowState) -> impl IntoView {
             }
             Some(Drag::Resize { id, moved: true, .. }) => {
                 if let Some(a) = state.annotations.with_untracked(|m| m.get(&id).map(|s| s.get_untracked())) {
-                    let label = match a.kind {
-                        AnnotationKind::Group => "Resize group",
-                        AnnotationKind::Note => "Resize note",
-                    };
-                    if let Ok(cmd) = state.with_graph(|g| crate::Command::set_annotation(g, a, label)) {
-                        let _ = state.apply(cmd);
-                    }
+                    state.edit_annotation(&id, &format!("Resize {}", a.kind.noun()), |b| {
+                        (b.width, b.height) = (a.width, a.height);
+                    });
                 }
             }
             Some(Drag::Wire) => {
@@ -840,36 +820,27 @@ fn AnnotationView(state: FlowState, id: String) -> impl IntoView {
 }
 
 /// The in-place text field of an annotation: Enter (a note: Ctrl+Enter) or leaving the field
-/// keeps the text as one undo step, Escape drops it.
+/// keeps the text as one undo step, Escape drops it. A group's title is one line: a line
+/// break pasted into it is dropped, as a text input drops it.
 #[component]
 fn AnnotationEditor(state: FlowState, id: String, text: String, multiline: bool) -> impl IntoView {
     let field: NodeRef<html::Textarea> = NodeRef::new();
-    let line: NodeRef<html::Input> = NodeRef::new();
-    let value = move || {
-        field.get_untracked().map(|f| f.value()).or_else(|| line.get_untracked().map(|f| f.value())).unwrap_or_default()
-    };
-    let id_commit = id.clone();
     let commit = move || {
         // Only while still editing this one: a blur after Enter or Escape is no second commit.
-        if state.editing.get_untracked().as_deref() == Some(id_commit.as_str()) {
+        if state.editing.get_untracked().as_deref() == Some(id.as_str()) {
             state.editing.set(None);
-            state.set_annotation_text(&id_commit, &value());
+            let mut value = field.get_untracked().map(|f| f.value()).unwrap_or_default();
+            if !multiline {
+                value.retain(|c| c != '\n' && c != '\r');
+            }
+            state.set_annotation_text(&id, &value);
         }
     };
-    let focus = |el: web_sys::HtmlElement| {
+    field.on_load(move |el| {
+        el.select();
         request_animation_frame(move || {
             let _ = el.focus();
         });
-    };
-    field.on_load(move |el| {
-        let el: web_sys::HtmlTextAreaElement = el;
-        el.select();
-        focus(el.into());
-    });
-    line.on_load(move |el| {
-        let el: web_sys::HtmlInputElement = el;
-        el.select();
-        focus(el.into());
     });
     let refocus_canvas = |ev: &web_sys::Event| {
         if let Some(c) = canvas_of(ev) {
@@ -892,36 +863,20 @@ fn AnnotationEditor(state: FlowState, id: String, text: String, multiline: bool)
             _ => {}
         }
     };
-    let commit_blur = commit.clone();
     let stop = |ev: ev::MouseEvent| ev.stop_propagation();
-    if multiline {
-        view! {
-            <textarea
-                class="lf-annotation-edit"
-                node_ref=field
-                prop:value=text
-                placeholder="Write a note…"
-                on:keydown=on_key
-                on:blur=move |_| commit_blur()
-                on:mousedown=stop
-                on:dblclick=stop
-            ></textarea>
-        }
-        .into_any()
-    } else {
-        view! {
-            <input
-                class="lf-annotation-edit"
-                node_ref=line
-                prop:value=text
-                placeholder="Group title"
-                on:keydown=on_key
-                on:blur=move |_| commit_blur()
-                on:mousedown=stop
-                on:dblclick=stop
-            />
-        }
-        .into_any()
+    view! {
+        <textarea
+            class="lf-annotation-edit"
+            node_ref=field
+            prop:value=text
+            rows=if multiline { None } else { Some("1") }
+            wrap=if multiline { "soft" } else { "off" }
+            placeholder=if multiline { "Write a note…" } else { "Group title" }
+            on:keydown=on_key
+            on:blur=move |_| commit()
+            on:mousedown=stop
+            on:dblclick=stop
+        ></textarea>
     }
 }
 
@@ -1072,15 +1027,7 @@ fn Minimap(state: FlowState) -> impl IntoView {
     const H: f64 = 120.0;
     // The graph's bounds (nodes, groups, notes) change only when one moves past the edge.
     let bounds = Memo::new(move |_| {
-        let nodes: Vec<Rect> = state.nodes.with(|nodes| {
-            nodes
-                .values()
-                .map(|s| {
-                    let p = s.pos.get();
-                    Rect { x: p.x, y: p.y, w: NODE_WIDTH, h: s.node.with(node_height) }
-                })
-                .collect()
-        });
+        let nodes: Vec<Rect> = state.nodes.with(|nodes| nodes.values().map(NodeSig::rect).collect());
         let notes: Vec<Rect> = state.annotations.with(|m| m.values().map(|s| s.with(Annotation::rect)).collect());
         nodes.into_iter().chain(notes).reduce(|a, b| a.union(&b))
     });
@@ -1123,37 +1070,29 @@ fn Minimap(state: FlowState) -> impl IntoView {
             c
         });
         ctx.clear_rect(0.0, 0.0, W, H);
-        // Groups and notes first, behind the nodes as on the canvas.
         let scaled = |q: Rect| Rect { x: (q.x - r.x) * scale, y: (q.y - r.y) * scale, w: q.w * scale, h: q.h * scale };
+        // One path per colour; every box at least a pixel, so nothing vanishes from a large
+        // graph's overview.
+        let fill = |colour: &str, boxes: &mut dyn Iterator<Item = Rect>| {
+            ctx.begin_path();
+            for q in boxes {
+                ctx.rect(q.x, q.y, q.w.max(1.0), q.h.max(1.0));
+            }
+            ctx.set_fill_style_str(colour);
+            ctx.fill();
+        };
+        // Groups and notes first, behind the nodes as on the canvas.
         let notes: Vec<(Rect, AnnotationKind)> =
             state.annotations.with(|m| m.values().map(|s| s.with(|a| (scaled(a.rect()), a.kind))).collect());
         for (kind, colour) in [(AnnotationKind::Group, &group), (AnnotationKind::Note, &note)] {
-            ctx.begin_path();
-            for (q, _) in notes.iter().filter(|(_, k)| *k == kind) {
-                ctx.rect(q.x, q.y, q.w.max(1.0), q.h.max(1.0));
-            }
-            ctx.set_fill_style_str(colour);
-            ctx.fill();
+            fill(colour, &mut notes.iter().filter(|(_, k)| *k == kind).map(|(q, _)| *q));
         }
         let _ = cv.set_attribute("data-annotations", &notes.len().to_string());
-        let rects: Vec<(Rect, bool)> = state.nodes.with(|nodes| {
-            nodes
-                .values()
-                .map(|s| {
-                    let p = s.pos.get();
-                    let (h, bad) = s.node.with(|n| (node_height(n), !n.errors.is_empty()));
-                    (Rect { x: (p.x - r.x) * scale, y: (p.y - r.y) * scale, w: NODE_WIDTH * scale, h: h * scale }, bad)
-                })
-                .collect()
-        });
+        let rects: Vec<(Rect, bool)> = state
+            .nodes
+            .with(|nodes| nodes.values().map(|s| (scaled(s.rect()), s.node.with(|n| !n.errors.is_empty()))).collect());
         for (colour, bad) in [(&node, false), (&invalid, true)] {
-            ctx.begin_path();
-            for (q, _) in rects.iter().filter(|(_, b)| *b == bad) {
-                // At least a pixel, so a node never vanishes from a large graph's overview.
-                ctx.rect(q.x, q.y, q.w.max(1.0), q.h.max(1.0));
-            }
-            ctx.set_fill_style_str(colour);
-            ctx.fill();
+            fill(colour, &mut rects.iter().filter(|(_, b)| *b == bad).map(|(q, _)| *q));
         }
         let _ = cv.set_attribute("data-nodes", &rects.len().to_string());
     });

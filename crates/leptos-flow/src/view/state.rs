@@ -47,6 +47,14 @@ pub struct NodeSig {
     pub node: RwSignal<Node>,
 }
 
+impl NodeSig {
+    /// The node's rectangle in world coordinates (tracks its place and ports).
+    pub fn rect(&self) -> Rect {
+        let p = self.pos.get();
+        Rect { x: p.x, y: p.y, w: geometry::NODE_WIDTH, h: self.node.with(geometry::node_height) }
+    }
+}
+
 /// A wire being dragged from a port.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WireDrag {
@@ -555,10 +563,7 @@ impl FlowState {
         let (ids, notes) = (self.selected(), self.selected_annotation_ids());
         // Untitled until the user types one (it shows as "Group" meanwhile).
         let (cmd, id) = self.with_graph(|g| Command::group(g, &ids, &notes, ""))?;
-        self.apply(cmd).ok()?;
-        self.select_items([], [id.clone()]);
-        self.editing.set(Some(id.clone()));
-        Some(id)
+        self.add_and_edit(cmd, id)
     }
 
     /// Add an empty sticky note with its top-left corner at `at` (world), then edit it.
@@ -568,8 +573,13 @@ impl FlowState {
         }
         let id = self.with_graph(|g| g.fresh_annotation_id("note"));
         let at = Pos::new(geometry::snap(at.x, GRID), geometry::snap(at.y, GRID));
-        let note = Annotation::new(&id, AnnotationKind::Note, "", at, 220.0, 120.0);
-        self.apply(Command::annotate(note)).ok()?;
+        let (w, h) = Annotation::NOTE_SIZE;
+        self.add_and_edit(Command::annotate(Annotation::new(&id, AnnotationKind::Note, "", at, w, h)), id)
+    }
+
+    /// Apply a command that adds annotation `id`, select it and open its text for editing.
+    fn add_and_edit(&self, cmd: Command, id: String) -> Option<String> {
+        self.apply(cmd).ok()?;
         self.select_items([], [id.clone()]);
         self.editing.set(Some(id.clone()));
         Some(id)
@@ -579,38 +589,38 @@ impl FlowState {
     pub fn add_note_in_view(&self) -> Option<String> {
         let (w, h) = self.size.get_untracked();
         let c = self.to_world(Pos::new(w / 2.0, h / 2.0));
-        let at = self.with_graph(|g| geometry::free_spot(g, Pos::new(c.x - 110.0, c.y - 60.0), 220.0, 120.0));
+        let (nw, nh) = Annotation::NOTE_SIZE;
+        let at = self.with_graph(|g| geometry::free_spot(g, Pos::new(c.x - nw / 2.0, c.y - nh / 2.0), nw, nh));
         self.add_note(at)
     }
 
-    /// Colour an annotation with one of [`Annotation::TINTS`] (`None`: its kind's colour),
-    /// one undo step when it changed.
-    pub fn set_annotation_tint(&self, id: &str, tint: Option<&str>) {
-        let Some(mut a) = self.with_graph(|g| g.annotations.get(id).cloned()) else { return };
-        let tint = tint.filter(|t| Annotation::TINTS.contains(t)).map(str::to_string);
-        if a.tint == tint {
-            return;
-        }
-        a.tint = tint;
-        if let Ok(cmd) = self.with_graph(|g| Command::set_annotation(g, a, "Colour")) {
-            let _ = self.apply(cmd);
+    /// Change one annotation as one undo step named `label`; nothing when it is gone or the
+    /// change changes nothing.
+    pub fn edit_annotation(&self, id: &str, label: &str, change: impl FnOnce(&mut Annotation)) {
+        let Some(before) = self.with_graph(|g| g.annotations.get(id).cloned()) else { return };
+        let mut after = before.clone();
+        change(&mut after);
+        if after != before {
+            if let Ok(cmd) = self.with_graph(|g| Command::set_annotation(g, after, label)) {
+                let _ = self.apply(cmd);
+            }
         }
     }
 
-    /// Set an annotation's text (one undo step when it changed).
+    /// Colour an annotation with one of [`Annotation::TINTS`] (`None`: its kind's colour).
+    pub fn set_annotation_tint(&self, id: &str, tint: Option<&str>) {
+        let tint = tint.filter(|t| Annotation::TINTS.contains(t)).map(str::to_string);
+        self.edit_annotation(id, "Colour", |a| a.tint = tint);
+    }
+
+    /// Set an annotation's text.
     pub fn set_annotation_text(&self, id: &str, text: &str) {
-        let Some(mut a) = self.with_graph(|g| g.annotations.get(id).cloned()) else { return };
-        if a.text == text {
-            return;
-        }
-        let label = match a.kind {
+        let Some(kind) = self.with_graph(|g| g.annotations.get(id).map(|a| a.kind)) else { return };
+        let label = match kind {
             AnnotationKind::Group => "Rename group",
             AnnotationKind::Note => "Edit note",
         };
-        a.text = text.to_string();
-        if let Ok(cmd) = self.with_graph(|g| Command::set_annotation(g, a, label)) {
-            let _ = self.apply(cmd);
-        }
+        self.edit_annotation(id, label, |a| a.text = text.to_string());
     }
 
     pub fn tidy(&self) {
